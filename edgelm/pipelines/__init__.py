@@ -1,0 +1,15 @@
+"""Task pipelines; importing this package registers them with `Pipeline`."""
+
+from edgelm.pipelines.base import Pipeline
+from edgelm.pipelines.encoders import (
+    EmbeddingPipeline,
+    TextClassificationPipeline,
+    TokenClassificationPipeline,
+)
+
+__all__ = [
+    "Pipeline",
+    "EmbeddingPipeline",
+    "TextClassificationPipeline",
+    "TokenClassificationPipeline",
+]

@@ -1,0 +1,55 @@
+"""onnxruntime sessions: device resolution, threads, and clear load errors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+
+from edgelm.errors import ConfigError, ModelFolderError, ProviderUnavailableError
+from edgelm.types import Device
+
+log = logging.getLogger(__name__)
+
+_PROVIDERS = {Device.CPU: "CPUExecutionProvider", Device.CUDA: "CUDAExecutionProvider"}
+
+
+def resolve_device(device: str | Device) -> Device:
+    """'auto' becomes cuda when its provider is usable, else cpu."""
+    device = Device.parse(device)
+    available = ort.get_available_providers()
+    if device is Device.AUTO:
+        chosen = Device.CUDA if _PROVIDERS[Device.CUDA] in available else Device.CPU
+        log.debug("device auto -> %s (providers: %s)", chosen.value, available)
+        return chosen
+    if device is Device.CUDA and _PROVIDERS[Device.CUDA] not in available:
+        raise ProviderUnavailableError(
+            f"device 'cuda' needs onnxruntime's CUDAExecutionProvider, found only {available}; "
+            "install the gpu extra: pip uninstall -y onnxruntime && pip install 'edgelm[gpu]'"
+        )
+    return device
+
+
+def create_session(
+    model_path: Path, *, device: Device, threads: int | None = None
+) -> ort.InferenceSession:
+    """An InferenceSession on `device` with explicit thread counts."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads={threads} must be >= 1 (or None for all cores)")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors reach the user as ModelFolderError/EdgeLMError
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    providers = [_PROVIDERS[device]]
+    if device is Device.CUDA:
+        providers.append(_PROVIDERS[Device.CPU])
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=providers)
+    except Exception as e:  # onnxruntime raises bare RuntimeError subclasses
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFolderError(
+            f"onnxruntime cannot load {model_path} ({first_line[:200]}); export the model again"
+        ) from e

@@ -1,0 +1,92 @@
+"""Load a Hugging Face checkpoint folder safely: safetensors, no remote code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from edgelm.errors import ConfigError, ExportError
+from edgelm.export.specs import ArchSpec, check_task, detect_task, spec_for
+from edgelm.types import Task
+
+_AUTO_CLASS = {
+    Task.TEXT_CLASSIFICATION: "AutoModelForSequenceClassification",
+    Task.TOKEN_CLASSIFICATION: "AutoModelForTokenClassification",
+    Task.FEATURE_EXTRACTION: "AutoModel",
+    Task.TEXT_GENERATION: "AutoModelForCausalLM",
+}
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint:
+    folder: Path
+    config: Any
+    spec: ArchSpec
+    task: Task
+    model: torch.nn.Module
+    sha256: str
+
+
+def check_folder(folder: Path, *, trust_pickle: bool) -> list[Path]:
+    """The weight files of a checkpoint folder; a clear error for anything else."""
+    if not folder.exists():
+        raise ConfigError(f"{folder} does not exist; pass a Hugging Face checkpoint folder")
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is a file; pass the checkpoint folder that holds config.json")
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{folder} has no config.json; pass a Hugging Face checkpoint folder")
+    safe = sorted(folder.glob("*.safetensors"))
+    if safe:
+        return safe
+    pickles = sorted(folder.glob("pytorch_model*.bin"))
+    if pickles and not trust_pickle:
+        raise ConfigError(
+            f"{folder} has only pickle weights ({pickles[0].name}), which can run code when "
+            "loaded; convert them to safetensors, or pass --trust-pickle if you trust the source"
+        )
+    if not pickles:
+        raise ConfigError(f"{folder} has no weights (model.safetensors); the checkpoint is incomplete")
+    return pickles
+
+
+def hash_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint(folder: Path, *, task: Task | None, trust_pickle: bool = False) -> Checkpoint:
+    """Load the checkpoint in float32 with eager attention (the pattern ORT fuses)."""
+    weights = check_folder(folder, trust_pickle=trust_pickle)
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ConfigError(f"{folder / 'config.json'} is not valid JSON ({e})") from e
+    spec = spec_for(str(raw.get("model_type", "<none>")))
+    config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    task = check_task(task, spec) if task else detect_task(config, spec)
+    auto = getattr(transformers, _AUTO_CLASS[task])
+    try:
+        model = auto.from_pretrained(
+            folder, config=config, attn_implementation="eager", dtype=torch.float32,
+            trust_remote_code=False, use_safetensors=not trust_pickle or None,
+        )
+    except (OSError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"cannot load the weights in {folder} ({first[:300]})") from e
+    return Checkpoint(
+        folder=folder, config=model.config, spec=spec, task=task, model=model.eval(),
+        sha256=hash_files([folder / "config.json", *weights]),
+    )

@@ -1,0 +1,100 @@
+"""`export_model`: load -> export -> fuse -> convert -> validate -> write."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+from edgelm import __version__
+from edgelm.errors import ConfigError
+from edgelm.export import optimize
+from edgelm.export.atomic import atomic_folder, check_target
+from edgelm.export.checkpoint import Checkpoint, load_checkpoint
+from edgelm.export.encoder_graph import export_encoder
+from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
+from edgelm.export.validate import compare
+from edgelm.manifest import MANIFEST_NAME, Manifest, sha256_file
+from edgelm.types import Precision, Task
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    precision: Precision = Precision.INT8
+    task: Task | None = None
+    force: bool = False
+    trust_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision.parse(self.precision))
+        if self.task is not None:
+            object.__setattr__(self, "task", Task.parse(self.task))
+        if self.precision is Precision.INT4:
+            raise ConfigError("precision 'int4' is for decoders (text-generation); "
+                              "use int8 for encoders")
+
+
+def export_model(
+    model_dir: str | Path,
+    output: str | Path,
+    options: ExportOptions = ExportOptions(),
+    *,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Export a checkpoint folder into a self-contained, validated ONNX folder."""
+    step = progress or (lambda message: log.info(message))
+    model_dir, output = Path(model_dir), Path(output)
+    check_target(output, force=options.force)
+    step(f"loading {model_dir}")
+    checkpoint = load_checkpoint(model_dir, task=options.task, trust_pickle=options.trust_pickle)
+    with atomic_folder(output, force=options.force) as staging, \
+            tempfile.TemporaryDirectory(dir=staging, prefix=".work-") as work_dir:
+        work = Path(work_dir)
+        manifest = _build(checkpoint, options, staging, work, step)
+    step(f"wrote {output}")
+    return manifest
+
+
+def _build(
+    checkpoint: Checkpoint, options: ExportOptions, staging: Path, work: Path, step: Progress
+) -> Manifest:
+    step(f"exporting {checkpoint.spec.name} ({checkpoint.task.value}) to ONNX")
+    sig = export_encoder(checkpoint, work / "raw.onnx")
+    step("fusing attention, layer norms and GELU")
+    optimize.fuse(work / "raw.onnx", work / "fused.onnx", spec=checkpoint.spec,
+                  config=checkpoint.config)
+    step(f"converting to {options.precision.value}")
+    optimize.convert(work / "fused.onnx", staging / MODEL_FILE, options.precision)
+    tokenizer = write_tokenizer(checkpoint.folder, staging)
+    limit = max_length(checkpoint.folder, checkpoint.spec.max_length(checkpoint.config))
+    step("validating against PyTorch")
+    validation = compare(staging / MODEL_FILE, checkpoint, sig, options.precision,
+                         max_length=limit)
+    step("writing the manifest")
+    files = sorted(p for p in staging.iterdir() if p.is_file())
+    manifest = Manifest(
+        task=checkpoint.task, architecture=checkpoint.config.model_type,
+        precision=options.precision, inputs=sig.inputs, outputs=sig.outputs,
+        max_length=limit, pad_token_id=pad_token_id(tokenizer, checkpoint.config),
+        edgelm_version=__version__, model_file=MODEL_FILE, labels=_labels(checkpoint),
+        pooling=sig.pooling, fused_ops=optimize.contrib_op_counts(staging / MODEL_FILE),
+        validation=validation, files={p.name: sha256_file(p) for p in files},
+        source_sha256=checkpoint.sha256,
+    )
+    (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
+def _labels(checkpoint: Checkpoint) -> list[str]:
+    if checkpoint.task not in (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION):
+        return []
+    id2label = checkpoint.config.id2label
+    return [str(id2label[i]) for i in range(len(id2label))]

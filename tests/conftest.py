@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.fixtures import ENCODERS, build_encoder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every tiny encoder checkpoint, built once per run."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {name: build_encoder(name, root / name) for name in ENCODERS}
+
+
+@pytest.fixture(scope="session")
+def exported(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """exported(name, precision) -> folder, each export made once per run."""
+    from edgelm.export import ExportOptions, export_model
+
+    root = tmp_path_factory.mktemp("exports")
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(name: str, precision: str = "fp32") -> Path:
+        if (name, precision) not in cache:
+            out = root / f"{name}-{precision}"
+            export_model(checkpoints[name], out, ExportOptions(precision=precision))
+            cache[name, precision] = out
+        return cache[name, precision]
+
+    return get

@@ -1,0 +1,102 @@
+"""Tiny random-init checkpoints with real tokenizers, built at test time.
+
+Seeded, two layers, width 32-64: exporting one takes about a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import trainers
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Edge devices run small, fast language models.",
+    "Café déjà vu: naïve résumé, coöperate!",
+    "東京は日本の首都です。北京是中国的首都。",
+    "Emoji 🙂🚀 and numbers 12345 67.89 mixed in text.",
+    "A sentence with    many   spaces\tand\nnewlines.",
+    "I loved this movie; the acting was wonderful and the plot gripping.",
+    "Terrible, boring and far too long. I would not watch it again.",
+] * 4
+
+
+def wordpiece_tokenizer() -> Tokenizer:
+    """An uncased BERT-style WordPiece tokenizer trained on CORPUS."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    tok.decoder = decoders.WordPiece()
+    return tok
+
+
+def bytelevel_bpe_tokenizer() -> Tokenizer:
+    """A RoBERTa-style byte-level BPE tokenizer trained on CORPUS."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def save_tokenizer(tok: Tokenizer, folder: Path, *, roberta: bool) -> int:
+    """Save as transformers does (tokenizer.json + config); returns the vocab size."""
+    names = (dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                  mask_token="<mask>", cls_token="<s>", sep_token="</s>") if roberta else
+             dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                  mask_token="[MASK]"))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, **names)
+    fast.save_pretrained(folder)
+    return tok.get_vocab_size()
+
+
+ENCODERS = {
+    "bert-cls": ("BertForSequenceClassification", "BertConfig", False),
+    "distilbert-cls": ("DistilBertForSequenceClassification", "DistilBertConfig", False),
+    "roberta-cls": ("RobertaForSequenceClassification", "RobertaConfig", True),
+    "bert-emb": ("BertModel", "BertConfig", False),
+    "bert-ner": ("BertForTokenClassification", "BertConfig", False),
+}
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def encoder_config(name: str, vocab: int) -> transformers.PretrainedConfig:
+    model_class, config_class, roberta = ENCODERS[name]
+    common = dict(vocab_size=vocab, architectures=[model_class], max_position_embeddings=130)
+    if config_class == "DistilBertConfig":
+        shape = dict(dim=64, n_layers=2, n_heads=4, hidden_dim=128)
+    else:
+        shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128)
+    if roberta:
+        shape.update(pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    if name.endswith("-ner"):
+        shape.update(id2label=dict(enumerate(NER_LABELS)))
+    elif name.endswith("-cls"):
+        shape.update(num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"})
+    return getattr(transformers, config_class)(**common, **shape)
+
+
+def build_encoder(name: str, folder: Path, seed: int = 0) -> Path:
+    """Save a random-init checkpoint `name` (a key of ENCODERS) with its tokenizer."""
+    model_class, _, roberta = ENCODERS[name]
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = bytelevel_bpe_tokenizer() if roberta else wordpiece_tokenizer()
+    vocab = save_tokenizer(tok, folder, roberta=roberta)
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_class)(encoder_config(name, vocab)).eval()
+    model.save_pretrained(folder)
+    return folder
