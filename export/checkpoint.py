@@ -83,7 +83,7 @@ def load_checkpoint(folder: Path, *, task: Task | None, trust_pickle: bool = Fal
             folder, config=config, attn_implementation="eager", dtype=torch.float32,
             trust_remote_code=False, use_safetensors=not trust_pickle or None,
         )
-    except (OSError, ValueError, RuntimeError) as e:
+    except Exception as e:  # safetensors, torch and transformers each raise their own
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"cannot load the weights in {folder} ({first[:300]})") from e
     return Checkpoint(

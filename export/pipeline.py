@@ -13,7 +13,7 @@ from edgelm import __version__
 from edgelm.errors import ConfigError
 from edgelm.export import optimize
 from edgelm.export.atomic import atomic_folder, check_target
-from edgelm.export.checkpoint import Checkpoint, load_checkpoint
+from edgelm.export.checkpoint import Checkpoint, check_folder, load_checkpoint
 from edgelm.export.encoder_graph import export_encoder
 from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
 from edgelm.export.validate import compare
@@ -52,6 +52,7 @@ def export_model(
     """Export a checkpoint folder into a self-contained, validated ONNX folder."""
     step = progress or (lambda message: log.info(message))
     model_dir, output = Path(model_dir), Path(output)
+    check_folder(model_dir, trust_pickle=options.trust_pickle)
     check_target(output, force=options.force)
     step(f"loading {model_dir}")
     checkpoint = load_checkpoint(model_dir, task=options.task, trust_pickle=options.trust_pickle)

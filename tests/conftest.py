@@ -34,3 +34,14 @@ def exported(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFact
         return cache[name, precision]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def minilm_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real all-MiniLM-L6-v2 (packaged weights), exported fp32 once per run."""
+    from edgelm.export import ExportOptions, export_model
+    from edgelm.export.zoo import minilm_dir
+
+    out = tmp_path_factory.mktemp("minilm") / "fp32"
+    export_model(minilm_dir(), out, ExportOptions(precision="fp32"))
+    return out

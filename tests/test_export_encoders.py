@@ -1,0 +1,117 @@
+"""Exported encoders against PyTorch: logits, fused nodes, manifest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import edgelm
+from tests.fixtures import ENCODERS
+
+TEXTS = ["The quick brown fox.", "Café déjà vu 🙂", "short", "A much longer sentence " * 5]
+LAYERS = 2
+
+
+def torch_outputs(checkpoint, name: str, texts: list[str]) -> list[np.ndarray]:
+    """What PyTorch computes for each text alone (no padding involved)."""
+    model_class = getattr(transformers, ENCODERS[name][0])
+    model = model_class.from_pretrained(checkpoint, attn_implementation="eager").eval()
+    tok = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    outputs = []
+    for text in texts:
+        enc = tok(text, return_tensors="pt", truncation=True)
+        with torch.no_grad():
+            out = model(**enc)
+        if name.endswith("-emb"):
+            pooled = out.last_hidden_state.mean(1)
+            outputs.append(torch.nn.functional.normalize(pooled, dim=-1)[0].numpy())
+        else:
+            outputs.append(out.logits[0].numpy())
+    return outputs
+
+
+@pytest.mark.parametrize("name", ["bert-cls", "distilbert-cls", "roberta-cls"])
+def test_fp32_classifier_matches_pytorch(name, checkpoints, exported):
+    folder = exported(name, "fp32")
+    pipe = edgelm.Pipeline(folder, threads=1)
+    assert isinstance(pipe, edgelm.TextClassificationPipeline)
+    results = pipe(TEXTS, top_k=3)
+    for result, logits in zip(results, torch_outputs(checkpoints[name], name, TEXTS)):
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        expected = {pipe.manifest.labels[i]: p for i, p in enumerate(probs)}
+        for r in result:
+            assert r["score"] == pytest.approx(expected[r["label"]], abs=1e-5)
+        assert [r["score"] for r in result] == sorted((r["score"] for r in result), reverse=True)
+
+
+def test_batched_logits_equal_single_text_logits(exported):
+    folder = exported("bert-cls", "fp32")
+    pipe = edgelm.Pipeline(folder, threads=1, batch_size=3)
+    together = pipe(TEXTS, top_k=3)
+    alone = [pipe(t, top_k=3)[0] for t in TEXTS]
+    for a, b in zip(together, alone):
+        assert [x["label"] for x in a] == [x["label"] for x in b]
+        assert np.allclose([x["score"] for x in a], [x["score"] for x in b], atol=1e-6)
+
+
+def test_embeddings_match_pytorch_mean_pooling(checkpoints, exported):
+    pipe = edgelm.Pipeline(exported("bert-emb", "fp32"), threads=1)
+    vectors = pipe(TEXTS)
+    assert vectors.shape == (len(TEXTS), 64) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    for got, want in zip(vectors, torch_outputs(checkpoints["bert-emb"], "bert-emb", TEXTS)):
+        assert float(got @ want) >= 0.99999
+
+
+def test_token_classification_entities(checkpoints, exported):
+    pipe = edgelm.Pipeline(exported("bert-ner", "fp32"), threads=1)
+    text = "The quick brown fox jumps"
+    entities = pipe(text)
+    logits = torch_outputs(checkpoints["bert-ner"], "bert-ner", [text])[0][1:-1]
+    tagged = [pipe.manifest.labels[i] for i in logits.argmax(-1)]
+    assert sum(1 for t in tagged if not t.startswith("I-") and t != "O") <= len(entities) + 1
+    for e in entities:
+        assert set(e) == {"entity_group", "score", "word", "start", "end"}
+        assert e["word"] == text[e["start"]:e["end"]] and 0 < e["score"] <= 1
+        assert e["entity_group"] in {"PER", "LOC"}
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_one_fused_attention_per_layer(name, precision, exported):
+    manifest = json.loads((exported(name, precision) / "edgelm.json").read_text())
+    ops = manifest["fused_ops"]
+    attention = "Attention" if precision == "fp32" else "QAttention"
+    assert ops.get(attention, 0) == LAYERS
+    assert ops.get("SkipLayerNormalization", 0) == 2 * LAYERS
+    assert ops.get("BiasGelu", 0) + ops.get("FastGelu", 0) == LAYERS
+    validation = manifest["validation"]
+    if precision == "fp32":
+        assert validation["max_abs_diff"] <= 1e-4 and validation["tolerance"] == 1e-4
+    else:
+        assert validation["tolerance"] is None and validation["top1_agreement"] >= 0.9
+
+
+def test_manifest_is_complete(checkpoints, exported):
+    folder = exported("bert-cls", "int8")
+    manifest = edgelm.manifest.read_manifest(folder)
+    assert manifest.task is edgelm.Task.TEXT_CLASSIFICATION
+    assert manifest.precision is edgelm.Precision.INT8
+    assert manifest.labels == ["negative", "neutral", "positive"]
+    assert manifest.inputs == ["input_ids", "attention_mask", "token_type_ids"]
+    assert manifest.outputs == ["logits"]
+    assert set(manifest.files) >= {"model.onnx", "tokenizer.json"}
+    assert manifest.max_length == 128 and manifest.edgelm_version == edgelm.__version__
+    assert len(manifest.source_sha256) == 64
+    assert not any(p.name.startswith(".") for p in folder.iterdir())
+
+
+def test_int8_is_smaller_than_fp32(exported):
+    fp32 = (exported("bert-cls", "fp32") / "model.onnx").stat().st_size
+    int8 = (exported("bert-cls", "int8") / "model.onnx").stat().st_size
+    assert int8 < 0.6 * fp32
