@@ -141,6 +141,7 @@ def _print_summary(folder: Path, manifest: Any, *, stderr: bool) -> None:
     table.add_row("size", f"{size / 1e6:.1f} MB")
     if manifest.validation:
         v = manifest.validation
-        table.add_row("vs PyTorch", f"max |diff| {v.max_abs_diff:.2e}, "
-                      f"top-1 agreement {v.top1_agreement:.3f}")
+        agreement = (f"top-1 agreement {v.top1_agreement:.3f}" if v.top1_agreement is not None
+                     else f"min cosine {v.cosine_min:.4f}")
+        table.add_row("vs PyTorch", f"max |diff| {v.max_abs_diff:.2e}, {agreement}")
     Console(stderr=stderr).print(table)

@@ -25,7 +25,7 @@ class Validation:
     """How the exported graph compares with PyTorch on generated inputs."""
 
     max_abs_diff: float
-    top1_agreement: float
+    top1_agreement: float | None  # None for embeddings (no classes to agree on)
     tolerance: float | None  # None: quantized, reported but not enforced
     cases: list[str]  # e.g. "batch=2,len=16"
     cosine_min: float | None = None

@@ -57,7 +57,8 @@ def compare(
         cases.append(f"batch={batch},len={length}")
     tolerance = checkpoint.spec.tolerance if precision is Precision.FP32 else None
     result = Validation(
-        max_abs_diff=worst, top1_agreement=agree / total, tolerance=tolerance,
+        max_abs_diff=worst,
+        top1_agreement=None if sig.pooling else agree / total, tolerance=tolerance,
         cases=cases, cosine_min=cos_min,
     )
     log.info("validation: %s", result)

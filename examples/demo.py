@@ -1,0 +1,112 @@
+"""`make demo`: export the embedded MiniLM to int8 ONNX and show it working.
+
+Sentence similarities from the ONNX folder next to PyTorch's, and the speed
+ratio, each engine timed in its own process with 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PAIRS = [
+    ("A man is eating food.", "A man is eating a piece of bread."),
+    ("A man is eating food.", "The girl is carrying a baby."),
+    ("The new movie is awesome.", "The new movie is so great."),
+    ("The cat sits outside.", "The dog plays in the garden."),
+    ("I love pasta.", "Do you like pizza?"),
+]
+OUT = Path("demo-out")
+THREADS = 2
+
+
+def cosine_rows(a, b):
+    import numpy as np
+
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(1)
+
+
+def torch_embed(model_dir: Path, texts: list[str]):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.set_num_threads(THREADS)
+    tok, model = AutoTokenizer.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir)
+    batch = tok(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return ((hidden * mask).sum(1) / mask.sum(1)).numpy(), lambda: model(**batch)
+
+
+def onnx_embed(folder: Path, texts: list[str]):
+    import edgelm
+
+    pipe = edgelm.Pipeline(folder, device="cpu", threads=THREADS)
+    return pipe(texts), lambda: pipe(texts)
+
+
+def time_engine(engine: str, path: str) -> None:
+    """Child process: print the median ms of embedding all sentences in one batch."""
+    texts = [t for pair in PAIRS for t in pair]
+    _, call = (torch_embed if engine == "torch" else onnx_embed)(Path(path), texts)
+    for _ in range(3):
+        call()
+    runs = []
+    for _ in range(20):
+        start = time.perf_counter()
+        call()
+        runs.append(time.perf_counter() - start)
+    print(f"{1000 * statistics.median(runs):.3f}")
+
+
+def timed(engine: str, path: Path) -> float:
+    out = subprocess.run([sys.executable, __file__, "--time", engine, str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgelm.export.zoo import minilm_dir
+
+    console = Console()
+    model_dir = minilm_dir()
+    folder = OUT / "all-MiniLM-L6-v2-int8"
+    console.rule("edgelm export (int8, fused attention)")
+    subprocess.run([sys.executable, "-m", "edgelm", "export", str(model_dir), "-o", str(folder),
+                    "--precision", "int8", "--force"], check=True)
+
+    left, right = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    ours = cosine_rows(*(onnx_embed(folder, side)[0] for side in (left, right)))
+    theirs = cosine_rows(*(torch_embed(model_dir, side)[0] for side in (left, right)))
+    table = Table(title="Sentence similarity (cosine)")
+    for column in ("sentence A", "sentence B", "edgelm int8", "PyTorch fp32"):
+        table.add_column(column)
+    for (a, b), x, y in zip(PAIRS, ours, theirs):
+        table.add_row(a, b, f"{x:.4f}", f"{y:.4f}")
+    console.print(table)
+
+    rounds = [(timed("torch", model_dir), timed("onnx", folder)) for _ in range(3)]
+    torch_ms = statistics.median(r[0] for r in rounds)
+    onnx_ms = statistics.median(r[1] for r in rounds)
+    console.print(
+        f"10 sentences, one batch, {THREADS} threads, each engine in its own process, "
+        f"3 alternating rounds: PyTorch {torch_ms:.1f} ms, edgelm int8 {onnx_ms:.1f} ms "
+        f"-> [bold]{torch_ms / onnx_ms:.2f}x faster[/bold]"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--time", nargs=2, metavar=("ENGINE", "PATH"))
+    args = parser.parse_args()
+    time_engine(*args.time) if args.time else main()
