@@ -63,8 +63,12 @@ def pad_token_id(tokenizer: Tokenizer, config: Any) -> int:
 
 
 def max_length(source: Path, model_limit: int) -> int:
-    """The tokenizer's model_max_length when set sensibly, never past the model's limit."""
-    declared = tokenizer_config(source).get("model_max_length")
+    """sentence-transformers' max_seq_length, else the tokenizer's model_max_length when
+    set sensibly; never past the model's limit."""
+    sbert = source / "sentence_bert_config.json"
+    declared = json.loads(sbert.read_text(encoding="utf-8")).get("max_seq_length") \
+        if sbert.is_file() else None
+    declared = declared or tokenizer_config(source).get("model_max_length")
     if isinstance(declared, (int, float)) and 0 < declared < HUGE:
         return min(int(declared), model_limit)
     return model_limit

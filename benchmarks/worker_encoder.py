@@ -1,0 +1,73 @@
+"""One measurement in a fresh process: median ms per call of one encoder engine.
+
+    python worker_encoder.py torch CHECKPOINT --threads 2
+    python worker_encoder.py onnx MODEL.onnx --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import numpy as np
+
+
+def inputs(batch: int, length: int) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(0).integers(1000, 20000, size=(batch, length), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def torch_call(path: str, threads: int, feed: dict[str, np.ndarray]):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.set_num_threads(threads)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tensors = {k: torch.from_numpy(v) for k, v in feed.items()}
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(**tensors)
+
+    return call
+
+
+def onnx_call(path: str, threads: int, feed: dict[str, np.ndarray]):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return lambda: session.run(None, {n: feed[n] for n in names})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("engine", choices=["torch", "onnx"])
+    parser.add_argument("path")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    feed = inputs(args.batch, args.length)
+    start = time.perf_counter()
+    call = (torch_call if args.engine == "torch" else onnx_call)(args.path, args.threads, feed)
+    load_s = time.perf_counter() - start
+    for _ in range(5):
+        call()
+    times = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"ms": 1000 * statistics.median(times), "load_s": load_s,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    main()
