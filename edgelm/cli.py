@@ -57,12 +57,15 @@ def main(ctx: click.Context, debug: bool) -> None:
               show_default=True)
 @click.option("--task", type=click.Choice(Task.values()), default=None,
               help="Override the task detected from config.architectures.")
+@click.option("--keep-float", default="", metavar="GROUPS",
+              help="int8: leave these node groups in float, comma-separated: "
+                   "first-layer, attention (the most accuracy-sensitive; slower).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow pytorch_model.bin weights (loaded with weights_only=True).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def export(model_dir: Path, output: Path | None, precision: str, task: str | None,
-           force: bool, trust_pickle: bool, quiet: bool) -> None:
+           keep_float: str, force: bool, trust_pickle: bool, quiet: bool) -> None:
     """Export MODEL_DIR (a Hugging Face checkpoint) to a validated ONNX folder."""
     from edgelm._extras import load_export
 
@@ -70,6 +73,7 @@ def export(model_dir: Path, output: Path | None, precision: str, task: str | Non
     options = export_module.ExportOptions(
         precision=Precision(precision), task=Task(task) if task else None,
         force=force, trust_pickle=trust_pickle,
+        keep_float=tuple(k.strip() for k in keep_float.split(",") if k.strip()),
     )
     output = output or model_dir.with_name(f"{model_dir.name}-edgelm-{precision}")
     progress = None if quiet else (lambda message: click.echo(f"· {message}", err=True))

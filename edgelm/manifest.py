@@ -47,6 +47,7 @@ class Manifest:
     pooling: str | None = None
     fused_ops: dict[str, int] = field(default_factory=dict)
     validation: Validation | None = None
+    quantization: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     source_sha256: str = ""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 
 from edgelm.export.specs import ArchSpec
-from edgelm.types import Precision
+from edgelm.types import Choice, Precision
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,38 @@ def op_counts(path: Path) -> Counter[str]:
     return Counter(n.op_type for n in graph.node)
 
 
-def to_int8(source: Path, target: Path) -> None:
+class KeepFloat(Choice):
+    """Node groups that int8 can leave in float: the ones measured most sensitive."""
+
+    FIRST_LAYER = "first-layer"  # every quantizable node of layer 0
+    ATTENTION = "attention"  # the fused attention's QKV projection in every layer
+
+
+def _layer(node: onnx.NodeProto) -> int | None:
+    """The encoder layer a node belongs to, from its exported or fused name."""
+    found = re.search(r"layer\.(\d+)/", node.name) or re.fullmatch(r"Attention_(\d+)", node.name)
+    return int(found.group(1)) if found else None
+
+
+def float_nodes(path: Path, keep: tuple[KeepFloat, ...]) -> list[str]:
+    """Names of the nodes that the `keep` groups leave unquantized."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = []
+    for node in graph.node:
+        if node.op_type not in INT8_OP_TYPES:
+            continue
+        if (KeepFloat.FIRST_LAYER in keep and _layer(node) == 0) or \
+                (KeepFloat.ATTENTION in keep and node.op_type == "Attention"):
+            names.append(node.name)
+    return names
+
+
+def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...] = ()) -> None:
     """Dynamic int8: per-channel signed weights, activations quantized per call."""
     quantize_dynamic(
         str(source), str(target),
         op_types_to_quantize=INT8_OP_TYPES,
+        nodes_to_exclude=float_nodes(source, keep),
         per_channel=True,
         weight_type=QuantType.QInt8,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
@@ -62,9 +90,11 @@ def to_fp16(source: Path, target: Path) -> None:
     model.save_model_to_file(str(target))
 
 
-def convert(source: Path, target: Path, precision: Precision) -> None:
+def convert(
+    source: Path, target: Path, precision: Precision, keep: tuple[KeepFloat, ...] = ()
+) -> None:
     if precision is Precision.INT8:
-        to_int8(source, target)
+        to_int8(source, target, keep)
     elif precision is Precision.FP16:
         to_fp16(source, target)
     else:

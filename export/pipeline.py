@@ -15,6 +15,7 @@ from edgelm.export import optimize
 from edgelm.export.atomic import atomic_folder, check_target
 from edgelm.export.checkpoint import Checkpoint, check_folder, load_checkpoint
 from edgelm.export.encoder_graph import export_encoder
+from edgelm.export.optimize import KeepFloat
 from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
 from edgelm.export.validate import compare
 from edgelm.manifest import MANIFEST_NAME, Manifest, sha256_file
@@ -32,9 +33,13 @@ class ExportOptions:
     task: Task | None = None
     force: bool = False
     trust_pickle: bool = False
+    keep_float: tuple[KeepFloat, ...] = ()  # int8 only: node groups left in float
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
+        object.__setattr__(self, "keep_float", tuple(KeepFloat.parse(k) for k in self.keep_float))
+        if self.keep_float and self.precision is not Precision.INT8:
+            raise ConfigError("keep_float applies to int8 only; drop it or use --precision int8")
         if self.task is not None:
             object.__setattr__(self, "task", Task.parse(self.task))
         if self.precision is Precision.INT4:
@@ -73,7 +78,8 @@ def _build(
     optimize.fuse(work / "raw.onnx", work / "fused.onnx", spec=checkpoint.spec,
                   config=checkpoint.config)
     step(f"converting to {options.precision.value}")
-    optimize.convert(work / "fused.onnx", staging / MODEL_FILE, options.precision)
+    optimize.convert(work / "fused.onnx", staging / MODEL_FILE, options.precision,
+                     options.keep_float)
     tokenizer = write_tokenizer(checkpoint.folder, staging)
     limit = max_length(checkpoint.folder, checkpoint.spec.max_length(checkpoint.config))
     step("validating against PyTorch")
@@ -87,11 +93,19 @@ def _build(
         max_length=limit, pad_token_id=pad_token_id(tokenizer, checkpoint.config),
         edgelm_version=__version__, model_file=MODEL_FILE, labels=_labels(checkpoint),
         pooling=sig.pooling, fused_ops=optimize.contrib_op_counts(staging / MODEL_FILE),
-        validation=validation, files={p.name: sha256_file(p) for p in files},
+        validation=validation, quantization=_quantization(options), files={p.name: sha256_file(p) for p in files},
         source_sha256=checkpoint.sha256,
     )
     (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
+
+
+def _quantization(options: ExportOptions) -> dict[str, object]:
+    if options.precision is not Precision.INT8:
+        return {}
+    return {"method": "dynamic", "weights": "int8 per-channel symmetric",
+            "activations": "uint8 per-tensor, per call",
+            "keep_float": [k.value for k in options.keep_float]}
 
 
 def _labels(checkpoint: Checkpoint) -> list[str]:

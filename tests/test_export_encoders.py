@@ -119,3 +119,25 @@ def test_int8_is_smaller_than_fp32(exported):
     fp32 = (exported("bert-cls", "fp32") / "model.onnx").stat().st_size
     int8 = (exported("bert-cls", "int8") / "model.onnx").stat().st_size
     assert int8 < 0.6 * fp32
+
+
+def test_keep_float_leaves_sensitive_nodes_unquantized(checkpoints, tmp_path):
+    from edgelm.export import ExportOptions, export_model
+
+    options = ExportOptions(precision="int8", keep_float=("attention", "first-layer"))
+    manifest = export_model(checkpoints["bert-cls"], tmp_path / "kf", options)
+    assert manifest.fused_ops.get("Attention") == LAYERS and "QAttention" not in manifest.fused_ops
+    assert manifest.quantization["keep_float"] == ["attention", "first-layer"]
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "kf" / "model.onnx")).graph
+    layer = {n.op_type for n in graph.node if "layer.0/" in n.name and "MatMul" in n.op_type}
+    assert layer == {"MatMul"}  # layer 0 stays float
+    assert any(n.op_type == "MatMulInteger" and "layer.1/" in n.name for n in graph.node)
+
+
+def test_keep_float_needs_int8():
+    from edgelm.export import ExportOptions
+
+    with pytest.raises(edgelm.ConfigError, match="int8 only"):
+        ExportOptions(precision="fp32", keep_float=("attention",))
