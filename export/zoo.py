@@ -43,7 +43,7 @@ LABELS = {0: "negative", 1: "positive"}
 CLASSIFIER_RECIPE: dict[str, Any] = {
     "base": MINILM_PACKAGE[1], "data": f"{VADER_SDIST}:{VADER_SNIPPETS}", "labels": LABELS,
     "split_seed": 0, "holdout": 2000, "epochs": 1, "batch": 32, "max_len": 64, "lr": 5e-5,
-    "seed": 0, "threads": 2,
+    "schedule": "linear", "warmup": 0.0, "weight_decay": 0.0, "seed": 0, "threads": 2,
 }
 SMOLLM2_RECIPE: dict[str, Any] = {"package": SMOLLM2_PACKAGE[1], "gguf": SMOLLM2_GGUF}
 TOKENIZER_FILES = (
@@ -249,14 +249,29 @@ def _fresh_classifier() -> Any:
         label2id={v: k for k, v in LABELS.items()}, attn_implementation="eager")
 
 
-def _train_epoch(model: Any, tokenizer: Any, train: list[tuple[str, int]]) -> float:
-    """One AdamW pass over train in recipe-sized batches; returns the mean loss."""
+def _optimizer(model: Any, total_steps: int) -> tuple[Any, Any]:
+    """AdamW with the recipe's warmup then linear decay to zero (the HF Trainer default)."""
     import torch
 
     r = CLASSIFIER_RECIPE
-    optimizer = torch.optim.AdamW(model.parameters(), lr=r["lr"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+    warmup = int(r["warmup"] * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _train_epoch(model: Any, tokenizer: Any, train: list[tuple[str, int]],
+                 optimizer: Any, schedule: Any) -> float:
+    """One pass over train in recipe-sized batches; returns the mean loss."""
+    import torch
+
+    r, losses = CLASSIFIER_RECIPE, []
     model.train()
-    losses = []
     for step, start in enumerate(range(0, len(train), r["batch"])):
         texts, labels = zip(*train[start:start + r["batch"]])
         batch = tokenizer(list(texts), padding=True, truncation=True, max_length=r["max_len"],
@@ -264,6 +279,7 @@ def _train_epoch(model: Any, tokenizer: Any, train: list[tuple[str, int]]) -> fl
         loss = model(**batch, labels=torch.tensor(labels)).loss
         loss.backward()
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad()
         losses.append(loss.item())
         if step % 50 == 0:
@@ -276,12 +292,14 @@ def _train_classifier(train: list[tuple[str, int]], out: Path) -> None:
     import torch
     from transformers import AutoTokenizer
 
-    started = time.perf_counter()
-    with _torch_threads(CLASSIFIER_RECIPE["threads"]):
+    r, started = CLASSIFIER_RECIPE, time.perf_counter()
+    with _torch_threads(r["threads"]):
         tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
         model = _fresh_classifier()
-        for _ in range(CLASSIFIER_RECIPE["epochs"]):
-            mean_loss = _train_epoch(model, tokenizer, train)
+        steps = r["epochs"] * -(-len(train) // r["batch"])
+        optimizer, schedule = _optimizer(model, steps)
+        for _ in range(r["epochs"]):
+            mean_loss = _train_epoch(model, tokenizer, train, optimizer, schedule)
     model.eval()
     with torch.no_grad():
         model.save_pretrained(out)
