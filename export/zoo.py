@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,44 @@ def _building(target: Path) -> Iterator[Path]:
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _build_lock(target: Path) -> Iterator[None]:
+    """An exclusive lock beside target, so concurrent builders of it take turns (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock: the atomic rename alone still keeps folders whole
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sweep_staging(target: Path) -> None:
+    """Remove staging folders that killed builds of target left behind (call under the lock)."""
+    for stale in target.parent.glob(f".{target.name}.*"):
+        if stale.is_dir():
+            log.info("removing an interrupted build: %s", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _cached_build(target: Path, complete: Callable[[Path], bool],
+                  build: Callable[[Path], None]) -> Path:
+    """target when complete; otherwise build it once, locked and atomically, and return it."""
+    if complete(target):
+        return target
+    with _build_lock(target):
+        if not complete(target):  # not finished meanwhile by a builder we waited for
+            _sweep_staging(target)
+            with _building(target) as staging:
+                build(staging)
+    return target
 
 
 def _recipe_key(recipe: dict[str, Any]) -> str:
@@ -313,16 +351,16 @@ def _train_classifier(train: list[tuple[str, int]], out: Path) -> None:
 def sentiment_classifier_dir(cache_dir: Path = CACHE_DIR) -> Path:
     """MiniLM fine-tuned one epoch on the VADER movie snippets; built once (~5 min on 2 cores)."""
     cache_dir = Path(cache_dir)
-    target = cache_dir / f"minilm-sentiment-{_recipe_key(CLASSIFIER_RECIPE)}"
     required = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt")
-    if _is_complete(target, required):
-        return target
-    train = _sentiment_train(cache_dir)
-    log.info("building %s (one epoch on %d snippets)", target, len(train))
-    with _building(target) as staging:
+
+    def build(staging: Path) -> None:
+        train = _sentiment_train(cache_dir)
+        log.info("training %s on %d snippets", staging.name, len(train))
         _train_classifier(train, staging)
         _write_recipe(staging, CLASSIFIER_RECIPE)
-    return target
+
+    target = cache_dir / f"minilm-sentiment-{_recipe_key(CLASSIFIER_RECIPE)}"
+    return _cached_build(target, lambda d: _is_complete(d, required), build)
 
 
 # --- SmolLM2 from its GGUF -----------------------------------------------------------------
@@ -353,12 +391,13 @@ def _convert_smollm2(gguf: Path, out: Path) -> None:
 def smollm2_dir(cache_dir: Path = CACHE_DIR) -> Path:
     """SmolLM2-135M-Instruct as a plain transformers checkpoint, built once from its GGUF."""
     gguf = _smollm2_gguf()
-    target = Path(cache_dir) / f"smollm2-135m-instruct-{_recipe_key(SMOLLM2_RECIPE)}"
     required = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
-    if _is_complete(target, required) and _has_chat_template(target):
-        return target
-    log.info("converting %s into %s", gguf.name, target)
-    with _building(target) as staging:
+
+    def build(staging: Path) -> None:
+        log.info("converting %s into %s", gguf.name, staging)
         _convert_smollm2(gguf, staging)
         _write_recipe(staging, SMOLLM2_RECIPE)
-    return target
+
+    target = Path(cache_dir) / f"smollm2-135m-instruct-{_recipe_key(SMOLLM2_RECIPE)}"
+    return _cached_build(target, lambda d: _is_complete(d, required) and _has_chat_template(d),
+                         build)

@@ -39,9 +39,9 @@ def test_minilm_fp32_embeddings_match_sentence_transformers_recipe(minilm_export
 
 @pytest.mark.slow
 def test_sentiment_classifier_int8_keeps_accuracy(tmp_path):
-    """fp32 matches PyTorch; int8 stays within a point, within half with --keep-float.
+    """fp32 matches PyTorch; int8 (with or without --keep-float) loses at most 0.3 point.
 
-    Measured on an AVX2 CPU (see benchmarks/results/classifier_accuracy.md).
+    Measured on an AVX2 CPU: benchmarks/results/classifier_accuracy.md.
     """
     from edgelm.export import ExportOptions, export_model
     from edgelm.export.zoo import sentiment_classifier_dir, sentiment_holdout
@@ -59,8 +59,8 @@ def test_sentiment_classifier_int8_keeps_accuracy(tmp_path):
     reference = torch_accuracy(checkpoint, texts, labels)
     print("accuracy", reference, accuracy)
     assert accuracy["fp32"] == pytest.approx(reference, abs=0.0005)
-    assert reference - accuracy["int8"] <= 0.010, (reference, accuracy)
-    assert reference - accuracy["int8-keep"] <= 0.005, (reference, accuracy)
+    assert reference - accuracy["int8"] <= 0.003, (reference, accuracy)
+    assert reference - accuracy["int8-keep"] <= 0.003, (reference, accuracy)
 
 
 def torch_accuracy(checkpoint, texts, labels) -> float:
