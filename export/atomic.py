@@ -32,7 +32,9 @@ def atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
     removes the staging folder.
     """
     check_target(target, force=force)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    sweep_abandoned(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-",
+                                    dir=target.parent))
     try:
         yield staging
         _replace(staging, target)
@@ -43,6 +45,24 @@ def atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def sweep_abandoned(target: Path) -> None:
+    """Remove staging folders of target left by exports that were killed (their pid is gone)."""
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        pid = stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _replace(staging: Path, target: Path) -> None:
