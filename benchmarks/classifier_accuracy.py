@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from harness import hardware, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -41,8 +40,9 @@ def torch_predictions(checkpoint: Path, texts: list[str]) -> np.ndarray:
 
 
 def edgelm_predictions(checkpoint: Path, options: dict, texts: list[str]) -> tuple[np.ndarray, float]:
-    import edgelm
     from edgelm.export import ExportOptions, export_model
+
+    import edgelm
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = export_model(checkpoint, Path(tmp) / "out", ExportOptions(**options))
@@ -72,7 +72,7 @@ def measure() -> list[dict]:
 def main() -> None:
     rows = measure()
     info = hardware()
-    lines = [f"# Fine-tuned MiniLM sentiment classifier, 2,000 held-out snippets\n",
+    lines = ["# Fine-tuned MiniLM sentiment classifier, 2,000 held-out snippets\n",
              f"CPU: {info['cpu']} ({', '.join(info['simd'])}); versions {info['versions']}\n",
              "Command: `python benchmarks/classifier_accuracy.py`\n",
              "| variant | accuracy | vs PyTorch (points) | label flips vs PyTorch | model MB |",

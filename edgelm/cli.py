@@ -93,10 +93,10 @@ def export(model_dir: Path, output: Path | None, precision: str, task: str | Non
 def run(folder: Path, texts: tuple[str, ...], top_k: int, device: str,
         threads: int | None, as_json: bool) -> None:
     """Run an exported FOLDER on TEXTS and print the results."""
-    from edgelm.pipelines import Pipeline
+    from edgelm.pipelines import Pipeline, TextClassificationPipeline
 
     pipe = Pipeline(folder, device=device, threads=threads)
-    if pipe.task is Task.TEXT_CLASSIFICATION:
+    if isinstance(pipe, TextClassificationPipeline):
         results: Any = pipe(list(texts), top_k=top_k)
     else:
         results = pipe(list(texts))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
 
 from edgelm.errors import ConfigError
+
+C = TypeVar("C", bound="Choice")
 
 
 class Choice(str, Enum):
     """A str enum whose parse() names the allowed values on a bad one."""
 
     @classmethod
-    def parse(cls, value: str | Choice) -> Choice:
+    def parse(cls: type[C], value: str | Choice) -> C:
         try:
             return cls(value)
         except ValueError:

@@ -73,10 +73,9 @@ def timed(engine: str, path: Path) -> float:
 
 
 def main() -> None:
+    from edgelm.export.zoo import minilm_dir
     from rich.console import Console
     from rich.table import Table
-
-    from edgelm.export.zoo import minilm_dir
 
     console = Console()
     model_dir = minilm_dir()

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from edgelm.export.specs import ArchSpec
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 
-from edgelm.export.specs import ArchSpec
 from edgelm.types import Choice, Precision
 
 log = logging.getLogger(__name__)

@@ -141,3 +141,16 @@ def test_keep_float_needs_int8():
 
     with pytest.raises(edgelm.ConfigError, match="int8 only"):
         ExportOptions(precision="fp32", keep_float=("attention",))
+
+
+def test_entities_match_transformers_simple_aggregation(checkpoints, exported):
+    reference = transformers.pipeline(
+        "token-classification", model=str(checkpoints["bert-ner"]),
+        aggregation_strategy="simple", device="cpu")
+    pipe = edgelm.Pipeline(exported("bert-ner", "fp32"), threads=1)
+    for text in ["The quick brown fox jumps over the lazy dog", "Edge devices run small models"]:
+        want = [(e["entity_group"], e["start"], e["end"]) for e in reference(text)]
+        got = [(e["entity_group"], e["start"], e["end"]) for e in pipe(text)]
+        assert got == want
+        for a, b in zip(pipe(text), reference(text)):
+            assert a["score"] == pytest.approx(float(b["score"]), abs=1e-5)

@@ -74,6 +74,10 @@ class Pipeline:
         self.batch_size = batch_size
         self._input_names = [i.name for i in self.session.get_inputs()]
 
+    def __call__(self, texts: Any, /) -> Any:
+        """Run the pipeline; each task documents its own options and result."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         m = self.manifest
         return f"{type(self).__name__}({str(self.folder)!r}, {m.architecture}, {m.precision.value})"
