@@ -70,8 +70,7 @@ def detect_task(config: Any, spec: ArchSpec) -> Task:
         for suffix, task in _TASK_BY_SUFFIX:
             if architecture.endswith(suffix):
                 return check_task(task, spec)
-    return check_task(spec.tasks[0] if Task.FEATURE_EXTRACTION not in spec.tasks
-                      else Task.FEATURE_EXTRACTION, spec)
+    return check_task(Task.FEATURE_EXTRACTION, spec)
 
 
 def check_task(task: Task, spec: ArchSpec) -> Task:

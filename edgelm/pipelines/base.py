@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 from tokenizers import Encoding
 
-from edgelm.errors import ConfigError
+from edgelm.errors import ConfigError, ModelFolderError
 from edgelm.manifest import Manifest, read_manifest
 from edgelm.session import create_session, resolve_device
 from edgelm.tokenizer import EncodedBatch, TextTokenizer
@@ -47,6 +47,11 @@ class Pipeline:
     def __new__(cls, folder: str | Path, **kwargs: Any) -> Pipeline:
         if cls is Pipeline:
             task = read_manifest(folder, verify=False).task
+            if task not in _REGISTRY:
+                raise ModelFolderError(
+                    f"{folder} holds a {task.value} model, which this edgelm cannot run yet; "
+                    f"it runs: {', '.join(sorted(t.value for t in _REGISTRY))}"
+                )
             cls = _REGISTRY[task]
         return super().__new__(cls)
 
