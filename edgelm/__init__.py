@@ -10,10 +10,12 @@ from edgelm.errors import (
     UnsupportedModelError,
     ValidationError,
 )
+from edgelm.generation import GenerationConfig
 from edgelm.pipelines import (
     EmbeddingPipeline,
     Pipeline,
     TextClassificationPipeline,
+    TextGenerationPipeline,
     TokenClassificationPipeline,
 )
 from edgelm.types import Device, Precision, Task
@@ -25,6 +27,8 @@ __all__ = [
     "EmbeddingPipeline",
     "TextClassificationPipeline",
     "TokenClassificationPipeline",
+    "TextGenerationPipeline",
+    "GenerationConfig",
     "Task",
     "Precision",
     "Device",

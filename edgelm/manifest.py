@@ -32,6 +32,22 @@ class Validation:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DecoderInfo:
+    """How to drive a text-generation graph (see export/decoder_graph.py)."""
+
+    num_layers: int
+    num_heads: int
+    kv_heads: int
+    head_size: int  # as stored in the cache
+    hidden_size: int
+    vocab_size: int
+    max_positions: int
+    position_ids: bool  # the graph takes position_ids (learned positions)
+    eos_token_ids: list[int] = field(default_factory=list)
+    bos_token_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
     task: Task
     architecture: str
@@ -50,6 +66,7 @@ class Manifest:
     quantization: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     source_sha256: str = ""
+    decoder: DecoderInfo | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -62,6 +79,8 @@ class Manifest:
         data["precision"] = Precision(data["precision"])
         if data.get("validation") is not None:
             data["validation"] = Validation(**data["validation"])
+        if data.get("decoder") is not None:
+            data["decoder"] = DecoderInfo(**data["decoder"])
         return cls(**data)
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 from edgelm.export import optimize
 from edgelm.export.atomic import atomic_folder, check_target
 from edgelm.export.checkpoint import Checkpoint, check_folder, load_checkpoint
+from edgelm.export.decoder_export import build_decoder_folder
 from edgelm.export.encoder_graph import export_encoder
 from edgelm.export.optimize import KeepFloat
 from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
@@ -33,7 +34,8 @@ class ExportOptions:
     task: Task | None = None
     force: bool = False
     trust_pickle: bool = False
-    keep_float: tuple[KeepFloat, ...] = ()  # int8 only: node groups left in float
+    keep_float: tuple[KeepFloat, ...] = ()  # int8 encoders only: node groups left in float
+    block_size: int = 32  # int4/int8 decoders: weights per quantization block
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
@@ -42,9 +44,9 @@ class ExportOptions:
             raise ConfigError("keep_float applies to int8 only; drop it or use --precision int8")
         if self.task is not None:
             object.__setattr__(self, "task", Task.parse(self.task))
-        if self.precision is Precision.INT4:
-            raise ConfigError("precision 'int4' is for decoders (text-generation); "
-                              "use int8 for encoders")
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or \
+                self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise ConfigError(f"block_size={self.block_size!r} must be a power of two >= 16")
 
 
 def export_model(
@@ -72,6 +74,11 @@ def export_model(
 def _build(
     checkpoint: Checkpoint, options: ExportOptions, staging: Path, work: Path, step: Progress
 ) -> Manifest:
+    if checkpoint.task is Task.TEXT_GENERATION:
+        return build_decoder_folder(checkpoint, options, staging, step)
+    if options.precision is Precision.INT4:
+        raise ConfigError("precision 'int4' is for decoders (text-generation); "
+                          "use int8 for encoders")
     step(f"exporting {checkpoint.spec.name} ({checkpoint.task.value}) to ONNX")
     sig = export_encoder(checkpoint, work / "raw.onnx")
     step("fusing attention, layer norms and GELU")

@@ -45,6 +45,13 @@ ROBERTA = register(ArchSpec(
     optimizer_type="bert", position_offset=2,
 ))
 
+GPT2 = register(ArchSpec(
+    name="gpt2", model_types=("gpt2",), tasks=(Task.TEXT_GENERATION,), optimizer_type="",
+))
+LLAMA = register(ArchSpec(
+    name="llama", model_types=("llama",), tasks=(Task.TEXT_GENERATION,), optimizer_type="",
+))
+
 # Suffixes of config.architectures, most specific first.
 _TASK_BY_SUFFIX = (
     ("ForSequenceClassification", Task.TEXT_CLASSIFICATION),

@@ -107,3 +107,61 @@ def build_encoder(name: str, folder: Path, seed: int = 0) -> Path:
     model = getattr(transformers, model_class)(encoder_config(name, vocab)).eval()
     model.save_pretrained(folder)
     return folder
+
+
+def decoder_tokenizer() -> Tokenizer:
+    """A GPT-2-style byte-level BPE tokenizer with <|endoftext|> (id 0)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|endoftext|>{{ m['role'] }}\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|endoftext|>assistant\n{% endif %}"
+)
+
+# Shapes beyond the standard ones: head sizes 16, 24 and 10 (padded to 16/32 in the
+# graph), grouped-query attention, biases, untied heads.
+DECODERS = {
+    "gpt2": dict(n_embd=64, n_layer=2, n_head=4),
+    "gpt2-odd": dict(n_embd=48, n_layer=3, n_head=2, activation_function="gelu"),
+    "llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+    "llama-odd": dict(hidden_size=40, intermediate_size=96, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=1, attention_bias=True,
+                      tie_word_embeddings=False, rope_theta=500.0),
+}
+
+
+def build_decoder(name: str, folder: Path, seed: int = 0) -> Path:
+    """Save a random-init causal LM `name` (a key of DECODERS) with its tokenizer.
+
+    Weights are drawn wider than usual (initializer_range 0.3) so that the next-token
+    distribution is peaked and greedy/beam choices are not decided by rounding.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = decoder_tokenizer()
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+        unk_token="<|endoftext|>", model_max_length=128)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+    common = dict(vocab_size=tok.get_vocab_size(), bos_token_id=0, eos_token_id=0,
+                  initializer_range=0.3)
+    torch.manual_seed(seed)
+    if name.startswith("gpt2"):
+        config = transformers.GPT2Config(n_positions=128, architectures=["GPT2LMHeadModel"],
+                                         **common, **DECODERS[name])
+        model = transformers.GPT2LMHeadModel(config)
+    else:
+        config = transformers.LlamaConfig(max_position_embeddings=128,
+                                          architectures=["LlamaForCausalLM"],
+                                          **common, **DECODERS[name])
+        model = transformers.LlamaForCausalLM(config)
+    model.eval().save_pretrained(folder)
+    return folder

@@ -6,10 +6,12 @@ from edgelm.pipelines.encoders import (
     TextClassificationPipeline,
     TokenClassificationPipeline,
 )
+from edgelm.pipelines.generation import TextGenerationPipeline
 
 __all__ = [
     "Pipeline",
     "EmbeddingPipeline",
     "TextClassificationPipeline",
     "TokenClassificationPipeline",
+    "TextGenerationPipeline",
 ]

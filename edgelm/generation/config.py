@@ -1,0 +1,89 @@
+"""Generation options, checked once with errors that name the allowed range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from edgelm.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationConfig:
+    """What transformers' `generate` calls the same names.
+
+    `stop` strings end a sequence; the returned text stops before them.
+    `seed` makes sampling reproducible (numpy's PCG64).
+    """
+
+    max_new_tokens: int = 64
+    min_new_tokens: int = 0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k filter
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    num_beams: int = 1
+    num_return_sequences: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False  # True, False or "never", as in transformers
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+    return_full_text: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        _int_at_least("max_new_tokens", self.max_new_tokens, 1)
+        _int_at_least("min_new_tokens", self.min_new_tokens, 0)
+        _int_at_least("num_beams", self.num_beams, 1)
+        _int_at_least("num_return_sequences", self.num_return_sequences, 1)
+        _int_at_least("top_k", self.top_k, 0)
+        _number("temperature", self.temperature, "> 0", lambda v: v > 0)
+        _number("top_p", self.top_p, "in (0, 1]", lambda v: 0 < v <= 1)
+        _number("repetition_penalty", self.repetition_penalty, "> 0", lambda v: v > 0)
+        _number("length_penalty", self.length_penalty, "finite", lambda v: abs(v) < float("inf"))
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ConfigError(f"min_new_tokens={self.min_new_tokens} must be <= "
+                              f"max_new_tokens={self.max_new_tokens}")
+        if self.num_return_sequences > self.num_beams and not self.do_sample:
+            raise ConfigError(f"num_return_sequences={self.num_return_sequences} must be <= "
+                              f"num_beams={self.num_beams} (or set do_sample=True)")
+        if self.early_stopping not in (True, False, "never"):
+            raise ConfigError(f"early_stopping={self.early_stopping!r} must be True, False "
+                              "or 'never'")
+        if self.num_beams > 1 and self.do_sample:
+            raise ConfigError("beam search with sampling is not supported; "
+                              "use num_beams=1 with do_sample=True, or do_sample=False")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ConfigError(f"stop={self.stop!r} must be non-empty strings")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
+
+    @classmethod
+    def make(cls, base: GenerationConfig | None = None, **options: Any) -> GenerationConfig:
+        """`base` with `options` applied; unknown option names are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown generation option(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        # Sampling options imply sampling, as users expect from the names.
+        if "do_sample" not in options and any(
+                k in options for k in ("temperature", "top_k", "top_p", "seed")):
+            options["do_sample"] = options.get("temperature", 1.0) != 0
+        if options.get("temperature") == 0:  # a common way of asking for greedy
+            options["temperature"], options["do_sample"] = 1.0, False
+        return replace(base or cls(), **options)
+
+
+def _int_at_least(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+
+
+def _number(name: str, value: Any, allowed: str, ok: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise ConfigError(f"{name}={value!r} must be a number {allowed}")

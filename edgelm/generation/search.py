@@ -1,0 +1,142 @@
+"""Greedy, sampling and beam search over a DecoderRunner, written in numpy.
+
+Each follows transformers' `generate` step for step (processors, then argmax,
+sampling or beam bookkeeping), so fp32 exports give the same tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from edgelm.generation.config import GenerationConfig
+from edgelm.generation.logits import log_softmax, process, sample, warp
+from edgelm.generation.runner import DecoderRunner
+
+# A row is finished when this says so (stop strings); called with row and its new tokens.
+StopCheck = Callable[[int, list[int]], bool]
+NEG = np.float32(-1e9)
+
+
+def capacity(prompts: list[list[int]], config: GenerationConfig) -> int:
+    return max(len(p) for p in prompts) + config.max_new_tokens
+
+
+def sample_or_greedy(
+    runner: DecoderRunner, prompts: list[list[int]], config: GenerationConfig,
+    eos_ids: list[int], *, pad_id: int, stopped: StopCheck | None = None,
+) -> Iterator[np.ndarray]:
+    """Yields each step's new token per row (pad_id for rows already finished)."""
+    rng = np.random.default_rng(config.seed)
+    logits, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
+    last = logits[np.arange(len(prompts)), state.lengths - 1]
+    sequences = [list(p) for p in prompts]
+    generated: list[list[int]] = [[] for _ in prompts]
+    finished = np.zeros(len(prompts), dtype=bool)
+    for step in range(config.max_new_tokens):
+        scores = process(last, sequences, step, config, eos_ids)
+        if config.do_sample:
+            tokens = sample(warp(scores, config), rng)
+        else:
+            tokens = scores.argmax(axis=-1)
+        tokens = np.where(finished, pad_id, tokens)
+        for row, token in enumerate(tokens):
+            if finished[row]:
+                continue
+            sequences[row].append(int(token))
+            generated[row].append(int(token))
+            if int(token) in eos_ids or (stopped is not None and stopped(row, generated[row])):
+                finished[row] = True
+        yield tokens
+        if finished.all() or step + 1 == config.max_new_tokens:
+            return
+        last = runner.step(state, tokens)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # generated tokens, eos included when it ended on one
+    score: float
+
+
+def beam_search(
+    runner: DecoderRunner, prompts: list[list[int]], config: GenerationConfig,
+    eos_ids: list[int], *, pad_id: int,
+) -> list[list[Hypothesis]]:
+    """The best `num_return_sequences` hypotheses per prompt, best first.
+
+    Mirrors transformers' vectorized beam search: 2 * num_beams candidates (more
+    with several eos ids), finished hypotheses scored by sum of log-probs over
+    generated_length ** length_penalty, and its early-stopping heuristic.
+    """
+    batch, beams, steps = len(prompts), config.num_beams, config.max_new_tokens
+    keep = max(2, 1 + len(eos_ids)) * beams
+    top_mask = np.arange(keep) < beams
+    logits, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
+    last = logits[np.arange(batch), state.lengths - 1]
+    rows = np.repeat(np.arange(batch), beams)
+    state.cache, state.lengths = state.cache.select(rows), state.lengths[rows]
+    last = last[rows]
+
+    running = np.zeros((batch, beams, steps), dtype=np.int64)
+    running_scores = np.zeros((batch, beams), dtype=np.float32)
+    running_scores[:, 1:] = NEG
+    done = np.full((batch, beams, steps), pad_id, dtype=np.int64)
+    done_len = np.zeros((batch, beams), dtype=np.int64)
+    done_scores = np.full((batch, beams), NEG, dtype=np.float32)
+    done_flag = np.zeros((batch, beams), dtype=bool)
+    improvable = np.ones((batch, 1), dtype=bool)
+    for t in range(steps):
+        flat_sequences = [list(prompts[i // beams]) + running[i // beams, i % beams, :t].tolist()
+                          for i in range(batch * beams)]
+        logp = process(log_softmax(last.astype(np.float32)), flat_sequences, t, config, eos_ids)
+        vocab = logp.shape[-1]
+        total = (logp.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(batch, -1)
+        top = _topk(total, keep)
+        top_scores = np.take_along_axis(total, top, axis=-1)
+        parent, token = top // vocab, top % vocab
+        cand = np.take_along_axis(running, parent[:, :, None], axis=1)
+        cand[:, :, t] = token
+        hits = np.isin(token, eos_ids) | (t + 1 >= steps)
+
+        live = top_scores + hits.astype(np.float32) * NEG
+        pick = _topk(live, beams)
+        running = np.take_along_axis(cand, pick[:, :, None], axis=1)
+        running_scores = np.take_along_axis(live, pick, axis=-1)
+        parents = np.take_along_axis(parent, pick, axis=-1)
+
+        just_done = hits & top_mask[None, :]
+        normed = top_scores / np.float32((t + 1) ** config.length_penalty)
+        full = done_flag.all(axis=-1, keepdims=True) & (config.early_stopping is True)
+        normed = normed + full * NEG + (~improvable) * NEG + (~just_done) * NEG
+        merged_scores = np.concatenate([done_scores, normed], axis=1)
+        best = _topk(merged_scores, beams)
+        done = np.take_along_axis(np.concatenate([done, cand], axis=1), best[:, :, None], axis=1)
+        done_len = np.take_along_axis(
+            np.concatenate([done_len, np.full((batch, keep), t + 1)], axis=1), best, axis=1)
+        done_scores = np.take_along_axis(merged_scores, best, axis=1)
+        done_flag = np.take_along_axis(np.concatenate([done_flag, just_done], axis=1), best, 1)
+
+        length = steps if config.early_stopping == "never" and config.length_penalty > 0 else t + 1
+        best_possible = running_scores[:, :1] / np.float32(length ** config.length_penalty)
+        worst_done = np.where(done_flag, done_scores.min(axis=1, keepdims=True), NEG)
+        improvable = improvable & (best_possible > worst_done).any(axis=-1, keepdims=True)
+        open_beams = not (done_flag.all() and config.early_stopping is True)
+        if not (improvable.any() and open_beams and not hits.all()) or t + 1 == steps:
+            break
+        state.cache.reorder((np.arange(batch)[:, None] * beams + parents).reshape(-1))
+        last = runner.step(state, running[:, :, t].reshape(-1))
+    return [
+        [Hypothesis(tokens=done[b, i, : done_len[b, i]].tolist(), score=float(done_scores[b, i]))
+         for i in range(config.num_return_sequences)]
+        for b in range(batch)
+    ]
+
+
+def _topk(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest per row, largest first (ties: lower index first)."""
+    part = np.argpartition(-x, k - 1, axis=-1)[:, :k]
+    order = np.lexsort((part, -np.take_along_axis(x, part, axis=-1)), axis=-1)
+    return np.take_along_axis(part, order, axis=-1)

@@ -1,0 +1,40 @@
+"""Incremental detokenization: text pieces that concatenate to the full decode.
+
+Each new token is decoded together with a few tokens before it, and a piece is
+released only when it does not end in an incomplete UTF-8 sequence ("\ufffd"),
+so multi-byte characters and word-initial spaces come out right.
+"""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer
+
+CONTEXT = 5  # tokens of left context decoded with the new ones
+
+
+class TextStream:
+    def __init__(self, tokenizer: Tokenizer, prompt: list[int]) -> None:
+        self.tokenizer = tokenizer
+        self.ids = list(prompt)
+        self.prefix = max(0, len(self.ids) - CONTEXT)
+        self.read = len(self.ids)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def push(self, token: int) -> str:
+        """The text that `token` completes ('' while a character is incomplete)."""
+        self.ids.append(token)
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix, self.read = self.read, len(self.ids)
+            return after[len(before):]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is still held back at the end of generation."""
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        self.prefix = self.read = len(self.ids)
+        return after[len(before):]

@@ -1,0 +1,177 @@
+"""TextGenerationPipeline: prompts in, generated text out, torch-free."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from tokenizers import Tokenizer
+
+from edgelm.errors import ConfigError, ModelFolderError
+from edgelm.generation.chat import load_template, render
+from edgelm.generation.config import GenerationConfig
+from edgelm.generation.runner import DecoderRunner
+from edgelm.generation.search import beam_search, sample_or_greedy
+from edgelm.generation.streaming import TextStream
+from edgelm.pipelines.base import Pipeline
+from edgelm.tokenizer import TOKENIZER_FILE, check_texts
+from edgelm.types import Task
+
+log = logging.getLogger(__name__)
+
+
+class TextGenerationPipeline(Pipeline):
+    """`pipe("Once upon a time", max_new_tokens=32)` -> [{"generated_text": ...}].
+
+    Options are transformers' `generate` names (see GenerationConfig): greedy by
+    default; `num_beams` for beam search; `do_sample`/`temperature`/`top_k`/
+    `top_p`/`seed` for sampling; `stop` strings; `return_full_text`.
+    A list of prompts returns one list of results per prompt.
+    """
+
+    task = Task.TEXT_GENERATION
+
+    def __init__(self, folder: str | Path, **kwargs: Any) -> None:
+        super().__init__(folder, **kwargs)
+        info = self.manifest.decoder
+        if info is None:
+            raise ModelFolderError(f"{self.folder}: the manifest has no decoder section; "
+                                   "export the model again")
+        self.info = info
+        self.runner = DecoderRunner(self.session, info)
+        path = self.folder / TOKENIZER_FILE
+        if not path.is_file():
+            raise ModelFolderError(f"{self.folder} has no {TOKENIZER_FILE}; export it again")
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.eos_ids = list(info.eos_token_ids)
+        self.pad_id = self.manifest.pad_token_id
+        self._template, self._specials = load_template(self.folder)
+
+    # -- public API --------------------------------------------------------
+    def __call__(self, prompts: Any, /, **options: Any) -> Any:
+        texts, single = check_texts(prompts)
+        config = GenerationConfig.make(**options)
+        results: list[list[dict[str, str]]] = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            encoded = [self._encode(t, config) for t in chunk]
+            for text, ids, outs in zip(chunk, encoded, self.generate_ids(encoded, config)):
+                results.append([{"generated_text": self._text(text, ids, out, config)}
+                                for out in outs])
+        return results[0] if single else results
+
+    def generate_ids(self, prompts: list[list[int]], config: GenerationConfig
+                     ) -> list[list[list[int]]]:
+        """Generated token ids (eos included) for each prompt, num_return_sequences each."""
+        if config.num_beams > 1:
+            found = beam_search(self.runner, prompts, config, self.eos_ids, pad_id=self.pad_id)
+            return [[h.tokens for h in hyps] for hyps in found]
+        rows = [p for p in prompts for _ in range(config.num_return_sequences)]
+        out: list[list[int]] = [[] for _ in rows]
+        stops = _StopStrings(self, rows, config) if config.stop else None
+        for tokens in sample_or_greedy(self.runner, rows, config, self.eos_ids,
+                                       pad_id=self.pad_id, stopped=stops):
+            for row, token in enumerate(tokens):
+                if not _ended(out[row], self.eos_ids, stops, row):
+                    out[row].append(int(token))
+        n = config.num_return_sequences
+        return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def stream(self, prompt: str, /, **options: Any) -> Iterator[str]:
+        """Yield the generated text piece by piece as tokens are decoded."""
+        texts, single = check_texts(prompt)
+        if not single:
+            raise ConfigError("stream takes one prompt; call it once per prompt")
+        config = GenerationConfig.make(**options)
+        if config.num_beams > 1 or config.num_return_sequences > 1:
+            raise ConfigError("stream decodes one sequence; use num_beams=1 and "
+                              "num_return_sequences=1, or call the pipeline")
+        yield from self._stream_ids(self._encode(texts[0], config), config)
+
+    def chat(self, messages: list[dict[str, str]], /, *, stream: bool = False,
+             **options: Any) -> Any:
+        """The assistant's reply to `messages`, with the model's chat template applied."""
+        text = render(self._template, messages, self._specials, self.folder)
+        config = GenerationConfig.make(**options)
+        ids = self._encode(text, config, special_tokens=False)
+        if stream:
+            return self._stream_ids(ids, config)
+        return "".join(self._stream_ids(ids, config))
+
+    # -- internals ---------------------------------------------------------
+    def _stream_ids(self, ids: list[int], config: GenerationConfig) -> Iterator[str]:
+        stream, generated = TextStream(self.tokenizer, ids), ""
+        stops = _StopStrings(self, [ids], config) if config.stop else None
+        for tokens in sample_or_greedy(self.runner, [ids], config, self.eos_ids,
+                                       pad_id=self.pad_id, stopped=stops):
+            piece = stream.push(int(tokens[0]))
+            generated, piece = _cut_at_stop(generated, piece, config.stop)
+            if piece:
+                yield piece
+            if stops is not None and stops.hit[0]:
+                return
+        piece = stream.flush()
+        _, piece = _cut_at_stop(generated, piece, config.stop)
+        if piece:
+            yield piece
+
+    def _encode(self, text: str, config: GenerationConfig, *, special_tokens: bool = True
+                ) -> list[int]:
+        ids = self.tokenizer.encode(text, add_special_tokens=special_tokens).ids
+        if not ids:
+            raise ConfigError("the prompt encodes to no tokens; pass non-empty text")
+        room = self.info.max_positions - config.max_new_tokens
+        if room < 1:
+            raise ConfigError(f"max_new_tokens={config.max_new_tokens} leaves no room for a "
+                              f"prompt in the model's {self.info.max_positions} positions")
+        if len(ids) > room:
+            log.warning("the prompt has %d tokens; only its last %d fit with max_new_tokens=%d",
+                        len(ids), room, config.max_new_tokens)
+            ids = ids[-room:]
+        return ids
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _text(self, prompt: str, prompt_ids: list[int], generated: list[int],
+              config: GenerationConfig) -> str:
+        """As transformers' pipeline: the decoded continuation, after the prompt's text."""
+        text = self._decode(prompt_ids + generated)[len(self._decode(prompt_ids)):]
+        if config.stop:
+            text, _ = _cut_at_stop("", text, config.stop)
+        return prompt + text if config.return_full_text else text
+
+
+def _ended(tokens: list[int], eos_ids: list[int], stops: Any, row: int) -> bool:
+    if tokens and tokens[-1] in eos_ids:
+        return True
+    return bool(stops is not None and stops.hit[row] and stops.counted[row] <= len(tokens))
+
+
+class _StopStrings:
+    """Per-row check for stop strings in the decoded continuation."""
+
+    def __init__(self, pipe: TextGenerationPipeline, rows: list[list[int]],
+                 config: GenerationConfig) -> None:
+        self.pipe, self.rows, self.stop = pipe, rows, config.stop
+        self.hit = [False] * len(rows)
+        self.counted = [0] * len(rows)
+
+    def __call__(self, row: int, generated: list[int]) -> bool:
+        prompt = self.rows[row]
+        text = self.pipe._decode(prompt + generated)[len(self.pipe._decode(prompt)):]
+        if any(s in text for s in self.stop):
+            self.hit[row], self.counted[row] = True, len(generated)
+        return self.hit[row]
+
+
+def _cut_at_stop(before: str, piece: str, stops: tuple[str, ...]) -> tuple[str, str]:
+    """(text so far, the part of `piece` before the first stop string)."""
+    text = before + piece
+    cut = min((i for s in stops if (i := text.find(s)) >= 0), default=-1)
+    if cut < 0:
+        return text, piece
+    return text[:cut], text[len(before):cut] if cut > len(before) else ""

@@ -1,0 +1,99 @@
+"""Decoder exports against PyTorch: logits with and without the cache, greedy agreement.
+
+fp32 must match within the tolerance on every case or the export fails.
+Quantized exports report the differences and greedy-token agreement: PyTorch's
+greedy continuation of a few prompts is fed through the ONNX graph (teacher
+forcing) and the share of positions whose argmax agrees is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from edgelm.errors import ValidationError
+from edgelm.generation.runner import DecoderRunner
+from edgelm.manifest import DecoderInfo, Validation
+from edgelm.types import Precision
+
+log = logging.getLogger(__name__)
+
+# Rows of each case have different lengths; `steps` tokens follow with the cache.
+CASES = ((1, 8, 4), (3, 17, 3), (2, 40, 2))
+GREEDY_TOKENS = 16
+
+
+def validate_decoder(onnx_path: Path, model: torch.nn.Module, info: DecoderInfo,
+                     precision: Precision, *, tolerance: float,
+                     prompts: list[list[int]]) -> Validation:
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    runner = DecoderRunner(session, info)
+    rng = np.random.default_rng(0)
+    worst, agree, total, cases = 0.0, 0, 0, []
+    for batch, length, steps in CASES:
+        length = min(length, info.max_positions - steps)
+        lengths = [length] + [int(x) for x in rng.integers(1, length + 1, size=batch - 1)]
+        seqs = [rng.integers(0, info.vocab_size, size=n + steps).tolist() for n in lengths]
+        diff, a, t = _compare(runner, model, seqs, lengths, steps)
+        worst, agree, total = max(worst, diff), agree + a, total + t
+        cases.append(f"batch={batch},len={length},cache_steps={steps}")
+    greedy = _greedy_agreement(runner, model, prompts, info)
+    check = tolerance if precision is Precision.FP32 else None
+    result = Validation(max_abs_diff=worst, top1_agreement=greedy, tolerance=check,
+                        cases=cases + [f"greedy agreement over {len(prompts)} prompts x "
+                                       f"{GREEDY_TOKENS} tokens"])
+    log.info("validation: %s", result)
+    if check is not None and worst > check:
+        raise ValidationError(
+            f"the ONNX decoder differs from PyTorch by {worst:.3g} (allowed {check:g}) over "
+            f"{', '.join(cases)}; report this with the checkpoint's config.json")
+    return result
+
+
+def _torch_logits(model: torch.nn.Module, ids: list[int]) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().numpy()
+
+
+def _compare(runner: DecoderRunner, model: torch.nn.Module, seqs: list[list[int]],
+             lengths: list[int], steps: int) -> tuple[float, int, int]:
+    """Prefill right-padded rows, then `steps` cached steps; compare every real position."""
+    prompts = [s[:n] for s, n in zip(seqs, lengths)]
+    logits, state = runner.prefill(prompts, max(lengths) + steps)
+    expected = [_torch_logits(model, s) for s in seqs]
+    worst, agree, total = 0.0, 0, 0
+
+    def update(e: np.ndarray, a: np.ndarray) -> None:
+        nonlocal worst, agree, total
+        worst = max(worst, float(np.abs(e - a).max()))
+        agree += int((e.argmax(-1) == a.argmax(-1)).sum())
+        total += e.shape[0]
+
+    for row, n in enumerate(lengths):
+        update(expected[row][:n], logits[row, :n])
+    for t in range(steps):
+        tokens = np.array([s[n + t] for s, n in zip(seqs, lengths)])
+        step = runner.step(state, tokens)
+        for row, n in enumerate(lengths):
+            update(expected[row][n + t : n + t + 1], step[row : row + 1])
+    return worst, agree, total
+
+
+def _greedy_agreement(runner: DecoderRunner, model: torch.nn.Module, prompts: list[list[int]],
+                      info: DecoderInfo) -> float:
+    agree = total = 0
+    for prompt in prompts:
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=GREEDY_TOKENS,
+                                 do_sample=False,
+                                 pad_token_id=info.eos_token_ids[0] if info.eos_token_ids else 0)
+        sequence = out[0].tolist()
+        logits, _ = runner.prefill([sequence], len(sequence))
+        predicted = logits[0, len(prompt) - 1 : len(sequence) - 1].argmax(-1)
+        agree += int((predicted == np.array(sequence[len(prompt):])).sum())
+        total += len(sequence) - len(prompt)
+    return agree / total
