@@ -60,19 +60,22 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--keep-float", default="", metavar="GROUPS",
               help="int8: leave these node groups in float, comma-separated: "
                    "first-layer, attention (the most accuracy-sensitive; slower).")
+@click.option("--block-size", type=int, default=32, show_default=True,
+              help="int4/int8 decoders: weights per quantization block.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow pytorch_model.bin weights (loaded with weights_only=True).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def export(model_dir: Path, output: Path | None, precision: str, task: str | None,
-           keep_float: str, force: bool, trust_pickle: bool, quiet: bool) -> None:
+           keep_float: str, block_size: int, force: bool, trust_pickle: bool,
+           quiet: bool) -> None:
     """Export MODEL_DIR (a Hugging Face checkpoint) to a validated ONNX folder."""
     from edgelm._extras import load_export
 
     export_module = load_export()
     options = export_module.ExportOptions(
         precision=Precision(precision), task=Task(task) if task else None,
-        force=force, trust_pickle=trust_pickle,
+        force=force, trust_pickle=trust_pickle, block_size=block_size,
         keep_float=tuple(k.strip() for k in keep_float.split(",") if k.strip()),
     )
     output = output or model_dir.with_name(f"{model_dir.name}-edgelm-{precision}")
@@ -93,11 +96,13 @@ def export(model_dir: Path, output: Path | None, precision: str, task: str | Non
 def run(folder: Path, texts: tuple[str, ...], top_k: int, device: str,
         threads: int | None, as_json: bool) -> None:
     """Run an exported FOLDER on TEXTS and print the results."""
-    from edgelm.pipelines import Pipeline, TextClassificationPipeline
+    from edgelm.pipelines import Pipeline, TextClassificationPipeline, TextGenerationPipeline
 
     pipe = Pipeline(folder, device=device, threads=threads)
-    if isinstance(pipe, TextClassificationPipeline):
-        results: Any = pipe(list(texts), top_k=top_k)
+    if isinstance(pipe, TextGenerationPipeline):
+        results: Any = [r[0]["generated_text"] for r in pipe(list(texts))]
+    elif isinstance(pipe, TextClassificationPipeline):
+        results = pipe(list(texts), top_k=top_k)
     else:
         results = pipe(list(texts))
     if isinstance(results, np.ndarray):
@@ -107,6 +112,98 @@ def run(folder: Path, texts: tuple[str, ...], top_k: int, device: str,
         return
     for text, result in zip(texts, results):
         click.echo(f"{text!r}: {_short(result)}")
+
+
+def _generation_options(f: Any) -> Any:
+    """The options `generate` and `chat` share."""
+    options = [
+        click.option("--max-new-tokens", type=int, default=64, show_default=True),
+        click.option("--min-new-tokens", type=int, default=0, show_default=True),
+        click.option("--num-beams", type=int, default=1, show_default=True),
+        click.option("--temperature", type=float, default=None,
+                     help="Sample with this temperature (0: greedy) [default: greedy]."),
+        click.option("--top-k", type=int, default=None, help="Sample from the k likeliest."),
+        click.option("--top-p", type=float, default=None, help="Nucleus sampling."),
+        click.option("--repetition-penalty", type=float, default=1.0, show_default=True),
+        click.option("--seed", type=int, default=None, help="Reproducible sampling."),
+        click.option("--stop", multiple=True, help="Stop at this string (repeatable)."),
+        click.option("--device", type=click.Choice(Device.values()), default="auto",
+                     show_default=True),
+        click.option("--threads", type=int, default=None,
+                     help="CPU threads [default: all cores]."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _options(values: dict[str, Any]) -> dict[str, Any]:
+    """CLI values -> generation options, leaving out what was not given."""
+    names = ("max_new_tokens", "min_new_tokens", "num_beams", "temperature", "top_k", "top_p",
+             "repetition_penalty", "seed")
+    options = {k: values[k] for k in names if values.get(k) is not None}
+    if values.get("stop"):
+        options["stop"] = tuple(values["stop"])
+    return options
+
+
+def _generation_pipeline(folder: Path, values: dict[str, Any]) -> Any:
+    from edgelm.errors import ConfigError
+    from edgelm.pipelines import Pipeline, TextGenerationPipeline
+
+    pipe = Pipeline(folder, device=values["device"], threads=values["threads"])
+    if not isinstance(pipe, TextGenerationPipeline):
+        raise ConfigError(f"{folder} holds a {pipe.task.value} model; use `edgelm run`")
+    return pipe
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("prompt")
+@_generation_options
+@click.option("--stream", is_flag=True, help="Print tokens as they are generated.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def generate(folder: Path, prompt: str, stream: bool, as_json: bool, **values: Any) -> None:
+    """Continue PROMPT with the text-generation model in FOLDER."""
+    pipe = _generation_pipeline(folder, values)
+    options = _options(values)
+    if stream:
+        click.echo(prompt, nl=False)
+        for piece in pipe.stream(prompt, **options):
+            click.echo(piece, nl=False)
+        click.echo()
+        return
+    results = pipe(prompt, **options)
+    if as_json:
+        click.echo(json.dumps(results, ensure_ascii=False))
+    else:
+        click.echo("\n---\n".join(r["generated_text"] for r in results))
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--system", default=None, help="A system message to start with.")
+@_generation_options
+def chat(folder: Path, system: str | None, **values: Any) -> None:
+    """Chat with the model in FOLDER (its chat template); an empty line or Ctrl-D ends."""
+    pipe = _generation_pipeline(folder, values)
+    options = _options(values)
+    messages = [{"role": "system", "content": system}] if system else []
+    while True:
+        try:
+            line = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
+        except (EOFError, click.Abort):
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        click.echo("assistant> ", nl=False)
+        reply = ""
+        for piece in pipe.chat(messages, stream=True, **options):
+            reply += piece
+            click.echo(piece, nl=False)
+        click.echo()
+        messages.append({"role": "assistant", "content": reply})
 
 
 @main.command()
@@ -145,7 +242,8 @@ def _print_summary(folder: Path, manifest: Any, *, stderr: bool) -> None:
     table.add_row("size", f"{size / 1e6:.1f} MB")
     if manifest.validation:
         v = manifest.validation
-        agreement = (f"top-1 agreement {v.top1_agreement:.3f}" if v.top1_agreement is not None
+        kind = "greedy-token agreement" if manifest.decoder else "top-1 agreement"
+        agreement = (f"{kind} {v.top1_agreement:.3f}" if v.top1_agreement is not None
                      else f"min cosine {v.cosine_min:.4f}")
         table.add_row("vs PyTorch", f"max |diff| {v.max_abs_diff:.2e}, {agreement}")
     Console(stderr=stderr).print(table)

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.onnx"
 PROTOBUF_LIMIT = 1_900_000_000  # bytes; larger graphs keep their weights in model.onnx.data
+SAMPLE_TEXT = (
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris. It is "
+    "named after the engineer Gustave Eiffel, whose company designed and built the tower "
+    "from 1887 to 1889. def add(a, b):\n    return a + b\n Café, naïve, 東京, 12345."
+)
 SAMPLE_PROMPTS = (
     "The capital of France is",
     "def fibonacci(n):",
@@ -69,7 +74,8 @@ def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging
     step("validating against PyTorch (logits with and without the cache, greedy tokens)")
     prompts = [tokenizer.encode(p).ids or [0] for p in SAMPLE_PROMPTS]
     validation = validate_decoder(path, checkpoint.model, info, options.precision,
-                                  tolerance=checkpoint.spec.tolerance, prompts=prompts)
+                                  tolerance=checkpoint.spec.tolerance, prompts=prompts,
+                                  text=tokenizer.encode(SAMPLE_TEXT).ids)
     step("writing the manifest")
     files = sorted(p for p in staging.iterdir() if p.is_file())
     manifest = Manifest(

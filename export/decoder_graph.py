@@ -377,14 +377,15 @@ class LlamaBuilder(DecoderBuilder):
         return min(int(self.config.max_position_embeddings), MAX_ROTARY_POSITIONS)
 
     def rotary_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """cos/sin [positions, padded/2], computed in float32 exactly as transformers does."""
         rotary = self.m.rotary_emb
-        inv_freq = rotary.inv_freq.detach().double().cpu().numpy()
         scaling = float(getattr(rotary, "attention_scaling", 1.0))
-        angles = np.outer(np.arange(self.max_positions(), dtype=np.float64), inv_freq)
+        positions = torch.arange(self.max_positions(), dtype=torch.float32)
+        angles = torch.outer(positions, rotary.inv_freq.float().cpu())
         cos = np.zeros((self.max_positions(), self.padded // 2), np.float32)
         sin = np.zeros_like(cos)
-        cos[:, : self.head_size // 2] = np.cos(angles) * scaling
-        sin[:, : self.head_size // 2] = np.sin(angles) * scaling
+        cos[:, : self.head_size // 2] = _np(angles.cos() * scaling)
+        sin[:, : self.head_size // 2] = _np(angles.sin() * scaling)
         return cos, sin
 
     def embedding_matrix(self) -> np.ndarray:

@@ -8,14 +8,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.fixtures import ENCODERS, build_encoder  # noqa: E402
+from tests.fixtures import DECODERS, ENCODERS, build_decoder, build_encoder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every tiny encoder checkpoint, built once per run."""
     root = tmp_path_factory.mktemp("checkpoints")
-    return {name: build_encoder(name, root / name) for name in ENCODERS}
+    built = {name: build_encoder(name, root / name) for name in ENCODERS}
+    built.update({name: build_decoder(name, root / name) for name in DECODERS})
+    return built
 
 
 @pytest.fixture(scope="session")

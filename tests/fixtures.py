@@ -142,7 +142,8 @@ def build_decoder(name: str, folder: Path, seed: int = 0) -> Path:
     """Save a random-init causal LM `name` (a key of DECODERS) with its tokenizer.
 
     Weights are drawn wider than usual (initializer_range 0.3) so that the next-token
-    distribution is peaked and greedy/beam choices are not decided by rounding.
+    distribution is peaked and greedy/beam choices are not decided by rounding; the
+    eos row is doubled so that eos, length penalty and early stopping come into play.
     """
     folder.mkdir(parents=True, exist_ok=True)
     tok = decoder_tokenizer()
@@ -163,5 +164,7 @@ def build_decoder(name: str, folder: Path, seed: int = 0) -> Path:
                                           architectures=["LlamaForCausalLM"],
                                           **common, **DECODERS[name])
         model = transformers.LlamaForCausalLM(config)
+    with torch.no_grad():  # make eos likely, so sequences end at different lengths
+        model.get_output_embeddings().weight[0] *= 2.0
     model.eval().save_pretrained(folder)
     return folder

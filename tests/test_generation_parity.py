@@ -1,0 +1,147 @@
+"""Generation against the reference: transformers `generate` on the same checkpoint.
+
+fp32 exports of random GPT-2 and Llama shapes (standard and odd head sizes,
+grouped-query attention) must give the same greedy tokens and the same beam
+search sequences, batched or alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+import edgelm
+from tests.fixtures import DECODERS
+
+PROMPTS = [
+    "The quick brown fox",
+    "Edge devices run",
+    "Café déjà vu",
+    "東京は日本",
+    "I loved this movie; the acting was wonderful and the plot gripping.",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoints):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            folder = checkpoints[name]
+            model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+            cache[name] = model, tokenizer
+        return cache[name]
+
+    return get
+
+
+def hf_generate(model, tokenizer, prompt, **options):
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, pad_token_id=tokenizer.eos_token_id, **options)
+    return [row[ids.shape[1]:].tolist() for row in out]
+
+
+def strip(tokens, eos):
+    """Generated tokens up to and including the first eos (transformers pads after it)."""
+    return tokens[: tokens.index(eos) + 1] if eos in tokens else tokens
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_greedy_matches_transformers(name, exported, reference):
+    model, tokenizer = reference(name)
+    pipe = edgelm.Pipeline(exported(name, "fp32"), threads=2)
+    eos = tokenizer.eos_token_id
+    for prompt in PROMPTS:
+        expected = hf_generate(model, tokenizer, prompt, max_new_tokens=32, do_sample=False)[0]
+        ids = pipe._encode(prompt, edgelm.GenerationConfig(max_new_tokens=32))
+        got = pipe.generate_ids([ids], edgelm.GenerationConfig(max_new_tokens=32))[0][0]
+        assert got == strip(expected, eos), prompt
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "llama-odd"])
+def test_beam_search_matches_transformers(name, exported, reference):
+    model, tokenizer = reference(name)
+    pipe = edgelm.Pipeline(exported(name, "fp32"), threads=2)
+    eos = tokenizer.eos_token_id
+    options = dict(max_new_tokens=24, num_beams=4, num_return_sequences=4, length_penalty=1.0)
+    for prompt in PROMPTS[:3]:
+        expected = hf_generate(model, tokenizer, prompt, do_sample=False, **options)
+        ids = pipe._encode(prompt, edgelm.GenerationConfig(**options))
+        got = pipe.generate_ids([ids], edgelm.GenerationConfig(**options))[0]
+        assert got == [strip(e, eos) for e in expected], prompt
+
+
+@pytest.mark.parametrize("early_stopping", [True, "never"])
+def test_beam_search_options_match_transformers(early_stopping, exported, reference):
+    model, tokenizer = reference("gpt2")
+    pipe = edgelm.Pipeline(exported("gpt2", "fp32"), threads=2)
+    options = dict(max_new_tokens=16, num_beams=3, length_penalty=0.5,
+                   early_stopping=early_stopping, repetition_penalty=1.3)
+    expected = hf_generate(model, tokenizer, PROMPTS[0], do_sample=False, **options)
+    ids = pipe._encode(PROMPTS[0], edgelm.GenerationConfig(**options))
+    got = pipe.generate_ids([ids], edgelm.GenerationConfig(**options))[0]
+    assert got == [strip(e, tokenizer.eos_token_id) for e in expected]
+
+
+def test_greedy_options_match_transformers(exported, reference):
+    model, tokenizer = reference("llama")
+    pipe = edgelm.Pipeline(exported("llama", "fp32"), threads=2)
+    options = dict(max_new_tokens=20, min_new_tokens=12, repetition_penalty=1.5)
+    for prompt in PROMPTS[:3]:
+        expected = hf_generate(model, tokenizer, prompt, do_sample=False, **options)[0]
+        ids = pipe._encode(prompt, edgelm.GenerationConfig(**options))
+        got = pipe.generate_ids([ids], edgelm.GenerationConfig(**options))[0][0]
+        assert got == strip(expected, tokenizer.eos_token_id)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-odd"])
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_batched_prompts_match_single(name, num_beams, exported):
+    pipe = edgelm.Pipeline(exported(name, "fp32"), threads=2)
+    options = dict(max_new_tokens=16, num_beams=num_beams)
+    alone = [pipe(p, **options) for p in PROMPTS]
+    assert pipe(PROMPTS, **options) == alone
+
+
+def test_text_matches_transformers_pipeline(checkpoints, exported, reference):
+    model, tokenizer = reference("gpt2")
+    hf = transformers.pipeline("text-generation", model=model, tokenizer=tokenizer)
+    pipe = edgelm.Pipeline(exported("gpt2", "fp32"))
+    for full in (True, False):
+        expected = hf(PROMPTS[0], max_new_tokens=12, do_sample=False, return_full_text=full,
+                      pad_token_id=tokenizer.eos_token_id)
+        assert pipe(PROMPTS[0], max_new_tokens=12, return_full_text=full) == expected
+
+
+def test_sampling_is_reproducible_with_a_seed(exported):
+    pipe = edgelm.Pipeline(exported("llama", "fp32"))
+    options = dict(max_new_tokens=24, do_sample=True, temperature=0.9, top_k=50, top_p=0.9)
+    first = pipe(PROMPTS[:2], seed=7, **options)
+    assert pipe(PROMPTS[:2], seed=7, **options) == first
+    others = [pipe(PROMPTS[:2], seed=s, **options) for s in range(8, 12)]
+    assert any(o != first for o in others)  # the seed matters
+
+
+def test_stream_concatenates_to_the_generated_text(exported):
+    pipe = edgelm.Pipeline(exported("gpt2", "fp32"))
+    for prompt in PROMPTS:
+        options = dict(max_new_tokens=24, min_new_tokens=8)
+        text = pipe(prompt, return_full_text=False, **options)[0]["generated_text"]
+        pieces = list(pipe.stream(prompt, **options))
+        assert "".join(pieces) == text
+        assert len(pieces) > 1
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_quantized_exports_generate_and_report_agreement(precision, exported):
+    folder = exported("llama", precision)
+    manifest = edgelm.Pipeline(folder).manifest
+    assert manifest.validation.tolerance is None
+    assert 0.0 <= manifest.validation.top1_agreement <= 1.0
+    assert manifest.quantization["bits"] == (8 if precision == "int8" else 4)
+    out = edgelm.Pipeline(folder)(PROMPTS[0], max_new_tokens=8)
+    assert out[0]["generated_text"].startswith(PROMPTS[0])
