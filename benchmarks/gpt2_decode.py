@@ -1,0 +1,110 @@
+"""Decoding speed: GPT-2 124M shapes and SmolLM2-135M, edgelm vs PyTorch.
+
+    python benchmarks/gpt2_decode.py --rounds 3 --threads 2
+
+Each engine runs in its own process, in alternating rounds; 16-token prompt,
+64 new tokens, greedy, plus 4-beam search. GPT-2 weights are random (no GPT-2
+weights can be had offline); speed does not depend on their values.
+Results: benchmarks/results/decode.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from harness import Engine, hardware, run_alternating, write_results  # noqa: E402
+
+CACHE = Path(os.environ.get("EDGELM_BENCH_CACHE", Path.home() / ".cache" / "edgelm-bench"))
+PRECISIONS = ("fp32", "int8", "int4")
+
+
+def gpt2_checkpoint() -> Path:
+    folder = CACHE / "gpt2-124m"
+    if not (folder / "model.safetensors").is_file():
+        import torch
+        import transformers
+
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(architectures=["GPT2LMHeadModel"])  # 124M shapes
+        transformers.GPT2LMHeadModel(config).eval().save_pretrained(folder)
+        _gpt2_tokenizer(folder)
+    return folder
+
+
+def _gpt2_tokenizer(folder: Path) -> None:
+    """A byte-level BPE tokenizer of GPT-2's vocabulary size (speed only needs the ids)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    vocab |= {f"t{i}": i for i in range(len(alphabet), 50256)} | {"<|endoftext|>": 50256}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(folder)
+
+
+def exported(checkpoint: Path, precision: str) -> Path:
+    from edgelm.export import ExportOptions, export_model
+
+    out = CACHE / f"{checkpoint.name}-edgelm-{precision}"
+    if not (out / "edgelm.json").is_file():
+        export_model(checkpoint, out, ExportOptions(precision=precision, force=True))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default="gpt2,smollm2")
+    args = parser.parse_args()
+    from edgelm.export.zoo import smollm2_dir
+
+    checkpoints = {"gpt2": gpt2_checkpoint, "smollm2": smollm2_dir}
+    worker = [sys.executable, str(HERE / "worker_decoder.py")]
+    threads = ["--threads", str(args.threads)]
+    payload = {"hardware": hardware(), "threads": args.threads, "models": {}}
+    lines = ["# Decoding: 16-token prompt + 64 new tokens, greedy and 4-beam\n",
+             f"Hardware: {payload['hardware']['cpu']} ({', '.join(payload['hardware']['simd'])}), "
+             f"{args.threads} threads, {args.rounds} alternating rounds, medians.\n"]
+    for name in args.models.split(","):
+        checkpoint = checkpoints[name]()
+        engines = [Engine(name="PyTorch fp32", command=[*worker, "torch", str(checkpoint), *threads])]
+        for precision in PRECISIONS:
+            folder = exported(checkpoint, precision)
+            engines.append(Engine(name=f"edgelm {precision}",
+                                  command=[*worker, "edgelm", str(folder), *threads]))
+        results = run_alternating(engines, args.rounds)
+        base = results["PyTorch fp32"].median("tokens_per_s")
+        rows = {}
+        lines += [f"\n## {name}\n", "| engine | tokens/s | vs PyTorch | TTFT ms | ms/token | "
+                  "beam-4 tokens/s | load s | peak RSS MB | size MB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for engine in engines:
+            r = results[engine.name]
+            folder = Path(engine.command[-3])
+            size = sum(p.stat().st_size for p in folder.glob("*.onnx*")) / 1e6 \
+                if engine.name != "PyTorch fp32" else \
+                sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
+            row = {k: r.median(k) for k in r.rounds[0]} | {"size_mb": round(size, 1)}
+            rows[engine.name] = row
+            lines.append(
+                f"| {engine.name} | {row['tokens_per_s']:.1f} | {row['tokens_per_s'] / base:.2f}x "
+                f"| {row['ttft_ms']:.1f} | {row['per_token_ms']:.2f} | "
+                f"{row['beam_tokens_per_s']:.1f} | {row['load_s']:.2f} | "
+                f"{row['peak_rss_mb']:.0f} | {size:.0f} |")
+        payload["models"][name] = {"rows": rows, "rounds": {k: v.rounds for k, v in results.items()}}
+    write_results(HERE / "results" / "decode", payload, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

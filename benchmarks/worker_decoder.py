@@ -1,0 +1,105 @@
+"""One measurement in a fresh process: greedy (and beam) decoding of one engine.
+
+    python worker_decoder.py torch CHECKPOINT --threads 2
+    python worker_decoder.py edgelm FOLDER --threads 2
+
+Prints one JSON line: load_s, ttft_ms, per_token_ms, tokens_per_s (new tokens
+over the whole call, prompt included), beam_tokens_per_s, peak_rss_mb.
+Every run generates exactly --new tokens (eos is ignored via min_new_tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def prompt_ids(length: int, vocab: int) -> list[int]:
+    return np.random.default_rng(0).integers(100, min(vocab, 20000), size=length).tolist()
+
+
+def torch_engine(path: str, threads: int):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    def generate(ids: list[int], new: int, beams: int = 1, first_only: bool = False) -> None:
+        with torch.inference_mode():
+            model.generate(torch.tensor([ids]), max_new_tokens=1 if first_only else new,
+                           min_new_tokens=1 if first_only else new, num_beams=beams,
+                           do_sample=False, pad_token_id=0)
+
+    return generate, int(model.config.vocab_size)
+
+
+def edgelm_engine(path: str, threads: int):
+    import edgelm
+    from edgelm.generation.search import sample_or_greedy
+
+    pipe = edgelm.Pipeline(path, threads=threads)
+
+    def generate(ids: list[int], new: int, beams: int = 1, first_only: bool = False) -> None:
+        config = edgelm.GenerationConfig(max_new_tokens=1 if first_only else new,
+                                         min_new_tokens=1 if first_only else new,
+                                         num_beams=beams)
+        if beams > 1:
+            pipe.generate_ids([ids], config)
+        else:
+            for _ in sample_or_greedy(pipe.runner, [ids], config, pipe.eos_ids, pad_id=0):
+                pass
+
+    return generate, pipe.info.vocab_size
+
+
+def peak_rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("engine", choices=["torch", "edgelm"])
+    parser.add_argument("path")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prompt", type=int, default=16)
+    parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--beams", type=int, default=4)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    generate, vocab = (torch_engine if args.engine == "torch" else edgelm_engine)(
+        args.path, args.threads)
+    load_s = time.perf_counter() - start
+    ids = prompt_ids(args.prompt, vocab)
+    generate(ids, 8)  # warm-up
+    ttft, total = [], []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        generate(ids, args.new, first_only=True)
+        ttft.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        generate(ids, args.new)
+        total.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    generate(ids, args.new, beams=args.beams)
+    beam_s = time.perf_counter() - t
+    first, whole = statistics.median(ttft), statistics.median(total)
+    print(json.dumps({
+        "load_s": round(load_s, 3), "ttft_ms": round(first * 1e3, 2),
+        "per_token_ms": round((whole - first) / (args.new - 1) * 1e3, 3),
+        "tokens_per_s": round(args.new / whole, 2),
+        "beam_tokens_per_s": round(args.new / beam_s, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
