@@ -1,6 +1,7 @@
 """Decoding speed: GPT-2 124M shapes and SmolLM2-135M, edgelm vs PyTorch.
 
-    python benchmarks/gpt2_decode.py --rounds 3 --threads 2
+    python benchmarks/gpt2_decode.py --rounds 3 --threads 2 \
+        --ct2-python /path/to/venv-with-ctranslate2/bin/python
 
 Each engine runs in its own process, in alternating rounds; 16-token prompt,
 64 new tokens, greedy, plus 4-beam search. GPT-2 weights are random (no GPT-2
@@ -11,7 +12,10 @@ Results: benchmarks/results/decode.{md,json}.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,11 +64,37 @@ def exported(checkpoint: Path, precision: str) -> Path:
     return out
 
 
+def ct2_converted(checkpoint: Path, quantization: str, ct2_python: str) -> Path:
+    """CTranslate2's conversion of the checkpoint, with its own converter.
+
+    Its transformers (4.x) cannot read a tokenizer_config saved by transformers 5
+    (TokenizersBackend), so the converter gets a copy that names the fast class.
+    """
+    out = CACHE / f"{checkpoint.name}-ct2-{quantization}"
+    if (out / "model.bin").is_file():
+        return out
+    copy = CACHE / f"{checkpoint.name}-for-ct2"
+    shutil.copytree(checkpoint, copy, dirs_exist_ok=True)
+    config_path = copy / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for name in ("bos_token", "unk_token"):
+        config.setdefault(name, config.get("eos_token"))
+        config[name] = config[name] or config.get("eos_token")
+    config_path.write_text(json.dumps(config))
+    converter = Path(ct2_python).parent / "ct2-transformers-converter"
+    subprocess.run([str(converter), "--model", str(copy), "--output_dir", str(out),
+                    "--quantization", quantization, "--force"], check=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="gpt2,smollm2")
+    parser.add_argument("--ct2-python", default=None,
+                        help="A Python with ctranslate2 installed (GPT-2 rows for it).")
     args = parser.parse_args()
     from edgelm.export.zoo import smollm2_dir
 
@@ -82,6 +112,13 @@ def main() -> None:
             folder = exported(checkpoint, precision)
             engines.append(Engine(name=f"edgelm {precision}",
                                   command=[*worker, "edgelm", str(folder), *threads]))
+        if args.ct2_python and name == "gpt2":
+            for quantization in ("float32", "int8"):
+                folder = ct2_converted(checkpoint, quantization, args.ct2_python)
+                engines.append(Engine(
+                    name=f"CTranslate2 {quantization.replace('float32', 'fp32')}",
+                    command=[args.ct2_python, str(HERE / "worker_decoder.py"), "ct2",
+                             str(folder), *threads]))
         results = run_alternating(engines, args.rounds)
         base = results["PyTorch fp32"].median("tokens_per_s")
         rows = {}
@@ -91,9 +128,9 @@ def main() -> None:
         for engine in engines:
             r = results[engine.name]
             folder = Path(engine.command[-3])
-            size = sum(p.stat().st_size for p in folder.glob("*.onnx*")) / 1e6 \
-                if engine.name != "PyTorch fp32" else \
-                sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
+            pattern = {"PyTorch": "*.safetensors", "edgelm": "*.onnx*", "CTranslate2": "*.bin"}
+            size = sum(p.stat().st_size
+                       for p in folder.glob(pattern[engine.name.split()[0]])) / 1e6
             row = {k: r.median(k) for k in r.rounds[0]} | {"size_mb": round(size, 1)}
             rows[engine.name] = row
             lines.append(

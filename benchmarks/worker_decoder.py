@@ -2,6 +2,7 @@
 
     python worker_decoder.py torch CHECKPOINT --threads 2
     python worker_decoder.py edgelm FOLDER --threads 2
+    python worker_decoder.py ct2 CT2_FOLDER --threads 2   (CTranslate2's own environment)
 
 Prints one JSON line: load_s, ttft_ms, per_token_ms, tokens_per_s (new tokens
 over the whole call, prompt included), beam_tokens_per_s, peak_rss_mb.
@@ -14,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +59,21 @@ def edgelm_engine(path: str, threads: int):
     return generate, pipe.info.vocab_size
 
 
+def ct2_engine(path: str, threads: int):
+    import ctranslate2
+
+    generator = ctranslate2.Generator(path, device="cpu", intra_threads=threads, inter_threads=1)
+    tokens = json.loads((Path(path) / "vocabulary.json").read_text())
+
+    def generate(ids: list[int], new: int, beams: int = 1, first_only: bool = False) -> None:
+        n = 1 if first_only else new
+        generator.generate_batch([[tokens[i] for i in ids]], max_length=n, min_length=n,
+                                 beam_size=beams,
+                                 sampling_topk=1, include_prompt_in_result=False)
+
+    return generate, len(tokens)
+
+
 def peak_rss_mb() -> float:
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
@@ -66,7 +83,7 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("engine", choices=["torch", "edgelm"])
+    parser.add_argument("engine", choices=["torch", "edgelm", "ct2"])
     parser.add_argument("path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", type=int, default=16)
@@ -75,8 +92,8 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=4)
     args = parser.parse_args()
     start = time.perf_counter()
-    generate, vocab = (torch_engine if args.engine == "torch" else edgelm_engine)(
-        args.path, args.threads)
+    engines = {"torch": torch_engine, "edgelm": edgelm_engine, "ct2": ct2_engine}
+    generate, vocab = engines[args.engine](args.path, args.threads)
     load_s = time.perf_counter() - start
     ids = prompt_ids(args.prompt, vocab)
     generate(ids, 8)  # warm-up

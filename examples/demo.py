@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 PAIRS = [
     ("A man is eating food.", "A man is eating a piece of bread."),
@@ -102,6 +103,34 @@ def main() -> None:
         f"3 alternating rounds: PyTorch {torch_ms:.1f} ms, edgelm int8 {onnx_ms:.1f} ms "
         f"-> [bold]{torch_ms / onnx_ms:.2f}x faster[/bold]"
     )
+    generation_demo(console)
+
+
+QUESTION = "What is the capital of France, and what is it famous for?"
+
+
+def generation_demo(console: Any) -> None:
+    """SmolLM2-135M-Instruct from the packaged GGUF -> int4 -> a streamed chat answer."""
+    import edgelm
+    from edgelm.export.zoo import smollm2_dir
+
+    folder = OUT / "SmolLM2-135M-Instruct-int4"
+    console.rule("edgelm export (SmolLM2-135M-Instruct, int4, GroupQueryAttention + KV cache)")
+    subprocess.run([sys.executable, "-m", "edgelm", "export", str(smollm2_dir()), "-o",
+                    str(folder), "--precision", "int4", "--force"], check=True)
+    pipe = edgelm.Pipeline(folder, threads=THREADS)
+    console.print(f"[bold]user>[/bold] {QUESTION}")
+    console.print("[bold]assistant>[/bold] ", end="")
+    start, pieces = time.perf_counter(), 0
+    messages = [{"role": "user", "content": QUESTION}]
+    for piece in pipe.chat(messages, stream=True, max_new_tokens=64):
+        console.print(piece, end="", highlight=False)
+        pieces += 1
+    elapsed = time.perf_counter() - start
+    tokens = len(pipe.tokenizer.encode(
+        pipe.chat(messages, max_new_tokens=64), add_special_tokens=False).ids)
+    console.print(f"\n[dim]{tokens} tokens in {elapsed:.2f} s -> "
+                  f"{tokens / elapsed:.1f} tokens/s ({THREADS} threads, int4, torch-free)[/dim]")
 
 
 if __name__ == "__main__":

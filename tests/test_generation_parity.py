@@ -145,3 +145,22 @@ def test_quantized_exports_generate_and_report_agreement(precision, exported):
     assert manifest.quantization["bits"] == (8 if precision == "int8" else 4)
     out = edgelm.Pipeline(folder)(PROMPTS[0], max_new_tokens=8)
     assert out[0]["generated_text"].startswith(PROMPTS[0])
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_one_fused_attention_per_layer_and_tied_table_once(name, precision, exported, checkpoints):
+    import json
+
+    import onnx
+
+    folder = exported(name, precision)
+    layers = json.loads((checkpoints[name] / "config.json").read_text())
+    layers = layers.get("n_layer") or layers["num_hidden_layers"]
+    manifest = edgelm.Pipeline(folder).manifest
+    assert manifest.fused_ops["GroupQueryAttention"] == layers
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    vocab = manifest.decoder.vocab_size
+    tables = [i.name for i in graph.initializer if vocab in i.dims]
+    tied = DECODERS[name].get("tie_word_embeddings", True)
+    assert len(tables) == (1 if tied else 2), tables  # embedding (+ untied head)
