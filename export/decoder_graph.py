@@ -137,21 +137,18 @@ class DecoderBuilder:
         self.padded = padded_size(self.head_size)
         self.vocab = int(config.vocab_size)
         self.layers = int(config.num_hidden_layers)
+        self._norm_count = 0
         if self.num_heads % self.kv_heads:
             raise UnsupportedModelError(
                 f"num_attention_heads={self.num_heads} is not a multiple of "
                 f"num_key_value_heads={self.kv_heads}")
 
     # -- family specific ---------------------------------------------------
+    NORM_OPS = ("LayerNormalization", "SkipLayerNormalization")  # plain, with residual
+    norm_has_beta = True
+
     def max_positions(self) -> int:
         return int(self.config.max_position_embeddings)
-
-    def embed(self, ids: str, tied: str | None) -> str:
-        raise NotImplementedError
-
-    def norm(self, x: str, skip: str | None, which: Any, bias: np.ndarray | None = None
-             ) -> tuple[str, str]:
-        raise NotImplementedError
 
     def attention_weights(self, layer: int) -> _Attention:
         raise NotImplementedError
@@ -161,16 +158,10 @@ class DecoderBuilder:
         raise NotImplementedError
 
     def norms(self, layer: int) -> tuple[Any, Any]:
+        """The norm modules before attention and before the MLP of `layer`."""
         raise NotImplementedError
 
     def final_norm(self) -> Any:
-        raise NotImplementedError
-
-    def embedding_matrix(self) -> np.ndarray:
-        raise NotImplementedError
-
-    def lm_head_matrix(self) -> np.ndarray | None:
-        """The output projection [vocab, hidden], or None when tied to the embedding."""
         raise NotImplementedError
 
     def rotary_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -179,36 +170,54 @@ class DecoderBuilder:
     # -- shared ------------------------------------------------------------
     def build(self) -> tuple[onnx.ModelProto, DecoderShape]:
         g = self.g
-        lm = self.lm_head_matrix()
-        tied_name = None
-        if lm is None:  # one table: the embedding lookup and the output projection
-            tied_name = self.linear.shared_table(g, "embed_tokens", self.embedding_matrix())
-        hidden_in = self.embed("input_ids", tied_name)
-        tables = self.rotary_tables()
-        if tables is not None:
+        head = self.model.get_output_embeddings().weight
+        table = self.model.get_input_embeddings().weight
+        tied = head.data_ptr() == table.data_ptr()
+        # A tied table is written once, for the lookup and the output projection.
+        shared = self.linear.shared_table(g, "embed_tokens", _np(table)) if tied else None
+        hidden = self.embed("input_ids", shared, table)
+        if (tables := self.rotary_tables()) is not None:
             g.constant("cos_cache", tables[0])
             g.constant("sin_cache", tables[1])
-        residual, bias = hidden_in, None
-        mlp_out: str | None = None
-        ln_in, ln_post = self.norms(0)
-        x, residual = self.norm(hidden_in, None, ln_in)
+        x, residual = self.norm(hidden, None, self.norms(0)[0])
         for layer in range(self.layers):
-            ln_in, ln_post = self.norms(layer)
-            if layer > 0:
-                assert mlp_out is not None
-                x, residual = self.norm(mlp_out, residual, ln_in, bias)
-            attn, out_bias = self.attention(x, layer)
-            x, residual = self.norm(attn, residual, ln_post, out_bias)
-            mlp_out, bias = self.mlp(x, layer)
-        assert mlp_out is not None
-        x, _ = self.norm(mlp_out, residual, self.final_norm(), bias)
-        if tied_name is not None:
-            logits = self.linear.shared_projection(g, x, tied_name)
+            attn, bias = self.attention(x, layer)
+            x, residual = self.norm(attn, residual, self.norms(layer)[1], bias)
+            out, bias = self.mlp(x, layer)
+            following = self.norms(layer + 1)[0] if layer + 1 < self.layers \
+                else self.final_norm()
+            x, residual = self.norm(out, residual, following, bias)
+        if shared is not None:
+            logits = self.linear.shared_projection(g, x, shared)
         else:
-            assert lm is not None
-            logits = self.linear.matmul(g, x, lm, name="lm_head")
+            logits = self.linear.matmul(g, x, _np(head), name="lm_head")
         g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
         return self._model(), self.shape()
+
+    def embed(self, ids: str, shared: str | None, table: torch.Tensor) -> str:
+        if shared is not None:
+            return self.linear.shared_lookup(self.g, shared, ids)
+        return self.g.one("Gather", [self.g.constant("embed_tokens", _np(table)), ids],
+                          name="embed")
+
+    def norm(self, x: str, skip: str | None, module: Any, bias: np.ndarray | None = None
+             ) -> tuple[str, str]:
+        """Normalize x (+ skip + bias when given); returns the output and the residual sum."""
+        g = self.g
+        self._norm_count += 1
+        name = f"norm{self._norm_count}"
+        params = [g.constant(f"{name}.weight", _np(module.weight))]
+        if self.norm_has_beta:
+            params.append(g.constant(f"{name}.bias", _np(module.bias)))
+        plain, with_skip = self.NORM_OPS
+        if skip is None:
+            return g.one(plain, [x, *params], epsilon=self.epsilon, axis=-1, stash_type=1), x
+        inputs = [x, skip, *params]
+        if bias is not None:
+            inputs.append(g.constant(f"{name}.skip_bias", bias))
+        out, _, _, total = g.op(with_skip, inputs, outputs=4, domain="com.microsoft",
+                                epsilon=self.epsilon)
+        return out, total
 
     def attention(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
         """The attention block's output before its bias, and the bias."""
@@ -296,25 +305,14 @@ class GPT2Builder(DecoderBuilder):
                 "GPT-2 with scale_attn_by_inverse_layer_idx or reorder_and_upcast_attn is "
                 "not supported")
 
-    def max_positions(self) -> int:
-        return int(self.config.n_positions)
-
     def scaled(self) -> bool:
         return bool(getattr(self.config, "scale_attn_weights", True))
 
-    def embedding_matrix(self) -> np.ndarray:
-        return _np(self.t.wte.weight)
-
-    def lm_head_matrix(self) -> np.ndarray | None:
-        head = self.model.lm_head.weight
-        return None if head.data_ptr() == self.t.wte.weight.data_ptr() else _np(head)
-
-    def embed(self, ids: str, tied: str | None) -> str:
-        g = self.g
-        tokens = self.linear.shared_lookup(g, tied, ids) if tied else g.one(
-            "Gather", [g.constant("wte", self.embedding_matrix()), ids])
-        positions = g.one("Gather", [g.constant("wpe", _np(self.t.wpe.weight)), "position_ids"])
-        return g.one("Add", [tokens, positions], name="embed.positions")
+    def embed(self, ids: str, shared: str | None, table: torch.Tensor) -> str:
+        tokens = super().embed(ids, shared, table)
+        positions = self.g.one("Gather", [self.g.constant("wpe", _np(self.t.wpe.weight)),
+                                          "position_ids"])
+        return self.g.one("Add", [tokens, positions], name="embed.positions")
 
     def norms(self, layer: int) -> tuple[Any, Any]:
         block = self.t.h[layer]
@@ -322,21 +320,6 @@ class GPT2Builder(DecoderBuilder):
 
     def final_norm(self) -> Any:
         return self.t.ln_f
-
-    def norm(self, x: str, skip: str | None, ln: Any, bias: np.ndarray | None = None
-             ) -> tuple[str, str]:
-        g = self.g
-        self._n = getattr(self, "_n", 0) + 1
-        gamma = g.constant(f"ln{self._n}.weight", _np(ln.weight))
-        beta = g.constant(f"ln{self._n}.bias", _np(ln.bias))
-        if skip is None:
-            return g.one("LayerNormalization", [x, gamma, beta], epsilon=self.epsilon), x
-        inputs = [x, skip, gamma, beta]
-        if bias is not None:
-            inputs.append(g.constant(f"ln{self._n}.skip_bias", bias))
-        out, _, _, total = g.op("SkipLayerNormalization", inputs, outputs=4,
-                                domain="com.microsoft", epsilon=self.epsilon)
-        return out, total
 
     def attention_weights(self, layer: int) -> _Attention:
         attn = self.t.h[layer].attn
@@ -362,6 +345,8 @@ class LlamaBuilder(DecoderBuilder):
     """LlamaForCausalLM: rotary positions, RMSNorm, grouped-query attention, SwiGLU."""
 
     rotary = True
+    NORM_OPS = ("SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
+    norm_has_beta = False
 
     def __init__(self, model: torch.nn.Module, config: Any, linear: LinearWriter) -> None:
         super().__init__(model, config, linear)
@@ -388,40 +373,12 @@ class LlamaBuilder(DecoderBuilder):
         sin[:, : self.head_size // 2] = _np(angles.sin() * scaling)
         return cos, sin
 
-    def embedding_matrix(self) -> np.ndarray:
-        return _np(self.m.embed_tokens.weight)
-
-    def lm_head_matrix(self) -> np.ndarray | None:
-        head = self.model.lm_head.weight
-        return None if head.data_ptr() == self.m.embed_tokens.weight.data_ptr() else _np(head)
-
-    def embed(self, ids: str, tied: str | None) -> str:
-        g = self.g
-        if tied:
-            return self.linear.shared_lookup(g, tied, ids)
-        return g.one("Gather", [g.constant("embed_tokens", self.embedding_matrix()), ids])
-
     def norms(self, layer: int) -> tuple[Any, Any]:
         block = self.m.layers[layer]
         return block.input_layernorm, block.post_attention_layernorm
 
     def final_norm(self) -> Any:
         return self.m.norm
-
-    def norm(self, x: str, skip: str | None, rms: Any, bias: np.ndarray | None = None
-             ) -> tuple[str, str]:
-        g = self.g
-        self._n = getattr(self, "_n", 0) + 1
-        gamma = g.constant(f"norm{self._n}.weight", _np(rms.weight))
-        if skip is None:
-            return g.one("SimplifiedLayerNormalization", [x, gamma], epsilon=self.epsilon,
-                         axis=-1, stash_type=1), x
-        inputs = [x, skip, gamma]
-        if bias is not None:
-            inputs.append(g.constant(f"norm{self._n}.skip_bias", bias))
-        out, _, _, total = g.op("SkipSimplifiedLayerNormalization", inputs, outputs=4,
-                                domain="com.microsoft", epsilon=self.epsilon)
-        return out, total
 
     def attention_weights(self, layer: int) -> _Attention:
         attn = self.m.layers[layer].self_attn

@@ -67,7 +67,7 @@ class NBitsWriter(LinearWriter):
             "block_size": block_size, "symmetric": False, "accuracy_level": accuracy_level,
             "tied_embedding_bits": self.TABLE_BITS,
         }
-        self._tables: dict[str, int] = {}  # table name -> hidden size
+        self._tables: dict[str, tuple[int, int]] = {}  # table name -> (vocab, hidden)
 
     def _pack(self, w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from onnxruntime.capi import _pybind_state as ort_c

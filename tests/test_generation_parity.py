@@ -164,3 +164,15 @@ def test_one_fused_attention_per_layer_and_tied_table_once(name, precision, expo
     tables = [i.name for i in graph.initializer if vocab in i.dims and len(i.dims) >= 2]
     tied = DECODERS[name].get("tie_word_embeddings", True)
     assert len(tables) == (1 if tied else 2), tables  # embedding (+ untied head)
+
+
+def test_stop_strings_end_the_text_and_the_stream_before_them(exported):
+    pipe = edgelm.Pipeline(exported("gpt2", "fp32"))
+    options = dict(max_new_tokens=24, min_new_tokens=24, return_full_text=False)
+    full = pipe(PROMPTS[0], **options)[0]["generated_text"]
+    stop = full[len(full) // 2 : len(full) // 2 + 2]
+    assert stop and full.find(stop) > 0
+    expected = full[: full.find(stop)]
+    assert pipe(PROMPTS[0], stop=stop, **options)[0]["generated_text"] == expected
+    streamed = list(pipe.stream(PROMPTS[0], stop=stop, max_new_tokens=24, min_new_tokens=24))
+    assert "".join(streamed) == expected

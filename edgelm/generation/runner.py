@@ -21,22 +21,20 @@ from edgelm.manifest import DecoderInfo
 class KVCache:
     """Per-layer key and value buffers [rows, kv_heads, capacity, head_size]."""
 
-    def __init__(self, info: DecoderInfo, rows: int, capacity: int) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        self.values = {name: ort.OrtValue.ortvalue_from_numpy(a) for name, a in arrays.items()}
+        self.capacity = next(iter(arrays.values())).shape[2]
+
+    @classmethod
+    def zeros(cls, info: DecoderInfo, rows: int, capacity: int) -> KVCache:
         shape = (rows, info.kv_heads, capacity, info.head_size)
-        self.capacity = capacity
-        self.arrays = {
-            f"{layer}.{kind}": np.zeros(shape, dtype=np.float32)
-            for layer in range(info.num_layers) for kind in ("key", "value")
-        }
-        self.values = {name: ort.OrtValue.ortvalue_from_numpy(a) for name, a in self.arrays.items()}
+        return cls({f"{layer}.{kind}": np.zeros(shape, dtype=np.float32)
+                    for layer in range(info.num_layers) for kind in ("key", "value")})
 
     def select(self, rows: np.ndarray) -> KVCache:
-        """A cache whose row i is this cache's row rows[i] (beam expansion and reorder)."""
-        new = object.__new__(KVCache)
-        new.capacity = self.capacity
-        new.arrays = {name: np.ascontiguousarray(a[rows]) for name, a in self.arrays.items()}
-        new.values = {n: ort.OrtValue.ortvalue_from_numpy(a) for n, a in new.arrays.items()}
-        return new
+        """A cache whose row i is this cache's row rows[i] (beam expansion)."""
+        return KVCache({name: np.ascontiguousarray(a[rows]) for name, a in self.arrays.items()})
 
     def reorder(self, rows: np.ndarray) -> None:
         """Row i becomes row rows[i], in place (the buffers stay bound)."""
@@ -75,7 +73,7 @@ class DecoderRunner:
         for row, p in enumerate(prompts):
             ids[row, : len(p)] = p
         lengths = np.array([len(p) for p in prompts], dtype=np.int32)
-        state = DecodeState(cache=KVCache(self.info, len(prompts), capacity), lengths=lengths)
+        state = DecodeState(cache=KVCache.zeros(self.info, len(prompts), capacity), lengths=lengths)
         positions = np.broadcast_to(np.arange(width, dtype=np.int64), ids.shape)
         logits = self._run(state, ids, positions, lengths - 1, width)
         return logits, state

@@ -7,7 +7,7 @@ sampling or beam bookkeeping), so fp32 exports give the same tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -24,32 +24,41 @@ def capacity(prompts: list[list[int]], config: GenerationConfig) -> int:
     return max(len(p) for p in prompts) + config.max_new_tokens
 
 
+def history(config: GenerationConfig, prompts: list[list[int]], generated: Any
+            ) -> list[list[int]]:
+    """Each row's tokens so far, which only the repetition penalty reads."""
+    if config.repetition_penalty == 1.0:
+        return []
+    return [[*p, *g] for p, g in zip(prompts, generated)]
+
+
 def sample_or_greedy(
     runner: DecoderRunner, prompts: list[list[int]], config: GenerationConfig,
     eos_ids: list[int], *, pad_id: int, stopped: StopCheck | None = None,
-) -> Iterator[np.ndarray]:
-    """Yields each step's new token per row (pad_id for rows already finished)."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields each step's new token per row and which rows were still generating.
+
+    Rows already finished are fed pad_id and are not active.
+    """
     rng = np.random.default_rng(config.seed)
     logits, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
     last = logits[np.arange(len(prompts)), state.lengths - 1]
-    sequences = [list(p) for p in prompts]
     generated: list[list[int]] = [[] for _ in prompts]
     finished = np.zeros(len(prompts), dtype=bool)
     for step in range(config.max_new_tokens):
-        scores = process(last, sequences, step, config, eos_ids)
+        scores = process(last, history(config, prompts, generated), step, config, eos_ids)
         if config.do_sample:
             tokens = sample(warp(scores, config), rng)
         else:
             tokens = scores.argmax(axis=-1)
-        tokens = np.where(finished, pad_id, tokens)
-        for row, token in enumerate(tokens):
-            if finished[row]:
-                continue
-            sequences[row].append(int(token))
-            generated[row].append(int(token))
-            if int(token) in eos_ids or (stopped is not None and stopped(row, generated[row])):
+        active = ~finished
+        tokens = np.where(active, tokens, pad_id)
+        for row in np.flatnonzero(active).tolist():
+            token = int(tokens[row])
+            generated[row].append(token)
+            if token in eos_ids or (stopped is not None and stopped(row, generated[row])):
                 finished[row] = True
-        yield tokens
+        yield tokens, active
         if finished.all() or step + 1 == config.max_new_tokens:
             return
         last = runner.step(state, tokens)
@@ -88,10 +97,11 @@ def beam_search(
     done_scores = np.full((batch, beams), NEG, dtype=np.float32)
     done_flag = np.zeros((batch, beams), dtype=bool)
     improvable = np.ones((batch, 1), dtype=bool)
+    beam_prompts = [prompts[i // beams] for i in range(batch * beams)]
     for t in range(steps):
-        flat_sequences = [list(prompts[i // beams]) + running[i // beams, i % beams, :t].tolist()
-                          for i in range(batch * beams)]
-        logp = process(log_softmax(last.astype(np.float32)), flat_sequences, t, config, eos_ids)
+        so_far = running.reshape(batch * beams, steps)[:, :t]
+        logp = process(log_softmax(last.astype(np.float32)),
+                       history(config, beam_prompts, so_far), t, config, eos_ids)
         vocab = logp.shape[-1]
         total = (logp.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(batch, -1)
         top = _topk(total, keep)

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from edgelm.errors import ConfigError, ModelFolderError
@@ -71,12 +72,11 @@ class TextGenerationPipeline(Pipeline):
             return [[h.tokens for h in hyps] for hyps in found]
         rows = [p for p in prompts for _ in range(config.num_return_sequences)]
         out: list[list[int]] = [[] for _ in rows]
-        stops = _StopStrings(self, rows, config) if config.stop else None
-        for tokens in sample_or_greedy(self.runner, rows, config, self.eos_ids,
-                                       pad_id=self.pad_id, stopped=stops):
-            for row, token in enumerate(tokens):
-                if not _ended(out[row], self.eos_ids, stops, row):
-                    out[row].append(int(token))
+        stops = _StopStrings(self, rows, config.stop) if config.stop else None
+        for tokens, active in sample_or_greedy(self.runner, rows, config, self.eos_ids,
+                                               pad_id=self.pad_id, stopped=stops):
+            for row in np.flatnonzero(active):
+                out[row].append(int(tokens[row]))
         n = config.num_return_sequences
         return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
 
@@ -103,20 +103,21 @@ class TextGenerationPipeline(Pipeline):
 
     # -- internals ---------------------------------------------------------
     def _stream_ids(self, ids: list[int], config: GenerationConfig) -> Iterator[str]:
-        stream, generated = TextStream(self.tokenizer, ids), ""
-        stops = _StopStrings(self, [ids], config) if config.stop else None
-        for tokens in sample_or_greedy(self.runner, [ids], config, self.eos_ids,
-                                       pad_id=self.pad_id, stopped=stops):
-            piece = stream.push(int(tokens[0]))
-            generated, piece = _cut_at_stop(generated, piece, config.stop)
-            if piece:
-                yield piece
-            if stops is not None and stops.hit[0]:
+        stream, text, sent = TextStream(self.tokenizer, ids), "", 0
+        stops = _StopStrings(self, [ids], config.stop) if config.stop else None
+        for tokens, _ in sample_or_greedy(self.runner, [ids], config, self.eos_ids,
+                                          pad_id=self.pad_id, stopped=stops):
+            text += stream.push(int(tokens[0]))
+            end, stopped = _shown(text, config.stop)
+            if end > sent:
+                yield text[sent:end]
+                sent = end
+            if stopped:
                 return
-        piece = stream.flush()
-        _, piece = _cut_at_stop(generated, piece, config.stop)
-        if piece:
-            yield piece
+        text += stream.flush()
+        end, _ = _shown(text, config.stop, final=True)
+        if end > sent:
+            yield text[sent:end]
 
     def _encode(self, text: str, config: GenerationConfig, *, special_tokens: bool = True
                 ) -> list[int]:
@@ -136,42 +137,43 @@ class TextGenerationPipeline(Pipeline):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
+    def continuation(self, prompt_ids: list[int], generated: list[int],
+                     prompt_text_length: int | None = None) -> str:
+        """As transformers' pipeline: the decoded sequence after the prompt's own text."""
+        if prompt_text_length is None:
+            prompt_text_length = len(self._decode(prompt_ids))
+        return self._decode(prompt_ids + generated)[prompt_text_length:]
+
     def _text(self, prompt: str, prompt_ids: list[int], generated: list[int],
               config: GenerationConfig) -> str:
-        """As transformers' pipeline: the decoded continuation, after the prompt's text."""
-        text = self._decode(prompt_ids + generated)[len(self._decode(prompt_ids)):]
-        if config.stop:
-            text, _ = _cut_at_stop("", text, config.stop)
+        text = self.continuation(prompt_ids, generated)
+        text = text[: _shown(text, config.stop, final=True)[0]]
         return prompt + text if config.return_full_text else text
 
 
-def _ended(tokens: list[int], eos_ids: list[int], stops: Any, row: int) -> bool:
-    if tokens and tokens[-1] in eos_ids:
-        return True
-    return bool(stops is not None and stops.hit[row] and stops.counted[row] <= len(tokens))
-
-
 class _StopStrings:
-    """Per-row check for stop strings in the decoded continuation."""
+    """Finishes a row once its continuation contains a stop string."""
 
     def __init__(self, pipe: TextGenerationPipeline, rows: list[list[int]],
-                 config: GenerationConfig) -> None:
-        self.pipe, self.rows, self.stop = pipe, rows, config.stop
-        self.hit = [False] * len(rows)
-        self.counted = [0] * len(rows)
+                 stops: tuple[str, ...]) -> None:
+        self.pipe, self.rows, self.stops = pipe, rows, stops
+        self.prompt_lengths = [len(pipe._decode(r)) for r in rows]
 
     def __call__(self, row: int, generated: list[int]) -> bool:
-        prompt = self.rows[row]
-        text = self.pipe._decode(prompt + generated)[len(self.pipe._decode(prompt)):]
-        if any(s in text for s in self.stop):
-            self.hit[row], self.counted[row] = True, len(generated)
-        return self.hit[row]
+        text = self.pipe.continuation(self.rows[row], generated, self.prompt_lengths[row])
+        return any(s in text for s in self.stops)
 
 
-def _cut_at_stop(before: str, piece: str, stops: tuple[str, ...]) -> tuple[str, str]:
-    """(text so far, the part of `piece` before the first stop string)."""
-    text = before + piece
-    cut = min((i for s in stops if (i := text.find(s)) >= 0), default=-1)
-    if cut < 0:
-        return text, piece
-    return text[:cut], text[len(before):cut] if cut > len(before) else ""
+def _shown(text: str, stops: tuple[str, ...], *, final: bool = False) -> tuple[int, bool]:
+    """How much of `text` to show, and whether a stop string ended it.
+
+    The text stops before the first stop string; while streaming (not final), a tail
+    that could be the start of a stop string is held back.
+    """
+    found = [i for s in stops if (i := text.find(s)) >= 0]
+    if found:
+        return min(found), True
+    if final:
+        return len(text), False
+    held = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+    return len(text) - held, False
