@@ -47,6 +47,14 @@ def run_alternating(engines: list[Engine], rounds: int, *, env: dict[str, str] |
     return results
 
 
+def peak_rss_mb() -> float:
+    """This process's high-water resident memory (VmHWM; ru_maxrss survives exec)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def hardware() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu = "unknown"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import peak_rss_mb  # this folder is on sys.path when run as a script
 
 
 def prompt_ids(length: int, vocab: int) -> list[int]:
@@ -72,13 +73,6 @@ def ct2_engine(path: str, threads: int):
                                  sampling_topk=1, include_prompt_in_result=False)
 
     return generate, len(tokens)
-
-
-def peak_rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

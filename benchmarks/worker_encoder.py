@@ -12,6 +12,7 @@ import statistics
 import time
 
 import numpy as np
+from harness import peak_rss_mb  # this folder is on sys.path when run as a script
 
 
 def inputs(batch: int, length: int) -> dict[str, np.ndarray]:
@@ -66,14 +67,6 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     print(json.dumps({"ms": 1000 * statistics.median(times), "load_s": load_s,
                       "peak_rss_mb": peak_rss_mb()}))
-
-
-def peak_rss_mb() -> float:
-    """This process's high-water resident memory (VmHWM; ru_maxrss survives exec)."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging
         precision=options.precision,
         inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output],
         max_length=shape.max_positions, pad_token_id=pad, edgelm_version=__version__,
-        model_file=MODEL_FILE, fused_ops=contrib_op_counts(path), validation=validation,
+        model_file=MODEL_FILE, fused_ops=contrib_op_counts(proto), validation=validation,
         quantization=dict(writer.quantization), files={p.name: sha256_file(p) for p in files},
         source_sha256=checkpoint.sha256, decoder=info,
     )

@@ -32,9 +32,11 @@ def fuse(source: Path, target: Path, *, spec: ArchSpec, config: Any) -> None:
     model.save_model_to_file(str(target))
 
 
-def contrib_op_counts(path: Path) -> dict[str, int]:
+def contrib_op_counts(model: Path | onnx.ModelProto) -> dict[str, int]:
     """How many of each com.microsoft (fused) operator the graph holds."""
-    graph = onnx.load(str(path), load_external_data=False).graph
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    graph = model.graph
     return dict(sorted(Counter(n.op_type for n in graph.node if n.domain == "com.microsoft").items()))
 
 
