@@ -42,17 +42,22 @@ def check_texts(texts: str | Sequence[str]) -> tuple[list[str], bool]:
     return texts, False
 
 
+def load_tokenizer(folder: Path) -> Tokenizer:
+    """The folder's tokenizer.json, or a one-line error naming what is wrong."""
+    path = folder / TOKENIZER_FILE
+    if not path.is_file():
+        raise ModelFolderError(f"{folder} has no {TOKENIZER_FILE}; export the model again")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:
+        raise ModelFolderError(f"{path} is not a valid tokenizer ({e})") from e
+
+
 class TextTokenizer:
     """Encodes batches of text exactly as the checkpoint's fast tokenizer does."""
 
     def __init__(self, folder: Path, *, max_length: int, pad_token_id: int) -> None:
-        path = folder / TOKENIZER_FILE
-        if not path.is_file():
-            raise ModelFolderError(f"{folder} has no {TOKENIZER_FILE}; export the model again")
-        try:
-            self._tokenizer = Tokenizer.from_file(str(path))
-        except Exception as e:
-            raise ModelFolderError(f"{path} is not a valid tokenizer ({e})") from e
+        self._tokenizer = load_tokenizer(folder)
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length)
         self.max_length = max_length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,6 @@ def contrib_op_counts(model: Path | onnx.ModelProto) -> dict[str, int]:
         model = onnx.load(str(model), load_external_data=False)
     graph = model.graph
     return dict(sorted(Counter(n.op_type for n in graph.node if n.domain == "com.microsoft").items()))
-
-
-def op_counts(path: Path) -> Counter[str]:
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return Counter(n.op_type for n in graph.node)
 
 
 class KeepFloat(Choice):
@@ -100,4 +96,4 @@ def convert(
     elif precision is Precision.FP16:
         to_fp16(source, target)
     else:
-        onnx.save(onnx.load(str(source)), str(target))
+        shutil.copyfile(source, target)

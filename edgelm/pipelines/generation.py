@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from edgelm.errors import ConfigError, ModelFolderError
 from edgelm.generation.chat import load_template, render
@@ -16,7 +15,7 @@ from edgelm.generation.runner import DecoderRunner
 from edgelm.generation.search import beam_search, sample_or_greedy
 from edgelm.generation.streaming import TextStream
 from edgelm.pipelines.base import Pipeline
-from edgelm.tokenizer import TOKENIZER_FILE, check_texts
+from edgelm.tokenizer import check_texts, load_tokenizer
 from edgelm.types import Task
 
 log = logging.getLogger(__name__)
@@ -41,10 +40,7 @@ class TextGenerationPipeline(Pipeline):
                                    "export the model again")
         self.info = info
         self.runner = DecoderRunner(self.session, info)
-        path = self.folder / TOKENIZER_FILE
-        if not path.is_file():
-            raise ModelFolderError(f"{self.folder} has no {TOKENIZER_FILE}; export it again")
-        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer = load_tokenizer(self.folder)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.eos_ids = list(info.eos_token_ids)
