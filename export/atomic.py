@@ -37,6 +37,7 @@ def atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
                                     dir=target.parent))
     try:
         yield staging
+        os.chmod(staging, umask_mode(0o777))  # mkdtemp made it private (0o700)
         _replace(staging, target)
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
@@ -45,6 +46,13 @@ def atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def umask_mode(base: int) -> int:
+    """base (0o666 or 0o777) less the process umask: what a plain open or mkdir would give."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
 
 
 def sweep_abandoned(target: Path) -> None:

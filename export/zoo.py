@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from edgelm.export.atomic import atomic_folder, umask_mode
+
 log = logging.getLogger(__name__)
 
 CACHE_DIR = Path(os.environ.get("EDGELM_CACHE", "~/.cache/edgelm-fixtures")).expanduser()
@@ -80,13 +82,6 @@ def _smollm2_gguf() -> Path:
 
 # --- atomic writes and the cache -----------------------------------------------------------
 
-def _umask_mode(base: int) -> int:
-    """base (0o666 or 0o777) less the process umask: what a plain open or mkdir would give."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return base & ~mask
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to path through a temp file beside it and os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,26 +89,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, _umask_mode(0o666))
+        os.chmod(tmp, umask_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-@contextlib.contextmanager
-def _building(target: Path) -> Iterator[Path]:
-    """A temp folder beside target, moved into place only if the with-block finishes."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield staging
-        os.chmod(staging, _umask_mode(0o777))
-        if target.exists():  # an incomplete leftover, or a build that raced us
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -133,14 +113,6 @@ def _build_lock(target: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _sweep_staging(target: Path) -> None:
-    """Remove staging folders that killed builds of target left behind (call under the lock)."""
-    for stale in target.parent.glob(f".{target.name}.*"):
-        if stale.is_dir():
-            log.info("removing an interrupted build: %s", stale)
-            shutil.rmtree(stale, ignore_errors=True)
-
-
 def _cached_build(target: Path, complete: Callable[[Path], bool],
                   build: Callable[[Path], None]) -> Path:
     """target when complete; otherwise build it once, locked and atomically, and return it."""
@@ -148,8 +120,7 @@ def _cached_build(target: Path, complete: Callable[[Path], bool],
         return target
     with _build_lock(target):
         if not complete(target):  # not finished meanwhile by a builder we waited for
-            _sweep_staging(target)
-            with _building(target) as staging:
+            with atomic_folder(target, force=True) as staging:  # an incomplete leftover goes
                 build(staging)
     return target
 
