@@ -29,8 +29,9 @@ def checkpoint() -> Path:
     if (folder / "model.safetensors").exists():
         return folder
     import torch
-    from edgelm.export.zoo import minilm_dir
     from transformers import BertConfig, BertForSequenceClassification
+
+    from edgelm.export.zoo import minilm_dir
 
     torch.manual_seed(0)
     config = BertConfig(num_labels=2, architectures=["BertForSequenceClassification"])

@@ -40,9 +40,8 @@ def torch_predictions(checkpoint: Path, texts: list[str]) -> np.ndarray:
 
 
 def edgelm_predictions(checkpoint: Path, options: dict, texts: list[str]) -> tuple[np.ndarray, float]:
-    from edgelm.export import ExportOptions, export_model
-
     import edgelm
+    from edgelm.export import ExportOptions, export_model
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = export_model(checkpoint, Path(tmp) / "out", ExportOptions(**options))

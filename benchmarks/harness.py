@@ -32,13 +32,11 @@ class Result:
         return statistics.median(r[key] for r in self.rounds)
 
 
-def run_alternating(engines: list[Engine], rounds: int, *, env: dict[str, str] | None = None
-                    ) -> dict[str, Result]:
+def run_alternating(engines: list[Engine], rounds: int) -> dict[str, Result]:
     results = {e.name: Result(name=e.name) for e in engines}
     for r in range(rounds):
         for engine in engines:
-            done = subprocess.run(engine.command, capture_output=True, text=True,
-                                  env={**os.environ, **(env or {})})
+            done = subprocess.run(engine.command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"{engine.name} failed:\n{done.stderr[-2000:]}")
             results[engine.name].rounds.append(json.loads(done.stdout.strip().splitlines()[-1]))

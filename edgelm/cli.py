@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from edgelm import __version__
-from edgelm.errors import EdgeLMError
+from edgelm.errors import ConfigError, EdgeLMError
 from edgelm.manifest import read_manifest
 from edgelm.types import Device, Precision, Task
 
@@ -148,13 +148,13 @@ def _options(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _generation_pipeline(folder: Path, values: dict[str, Any]) -> Any:
-    from edgelm.errors import ConfigError
-    from edgelm.pipelines import Pipeline, TextGenerationPipeline
+    """The folder's TextGenerationPipeline; another task is refused before any loading."""
+    from edgelm.pipelines import TextGenerationPipeline
 
-    pipe = Pipeline(folder, device=values["device"], threads=values["threads"])
-    if not isinstance(pipe, TextGenerationPipeline):
-        raise ConfigError(f"{folder} holds a {pipe.task.value} model; use `edgelm run`")
-    return pipe
+    task = read_manifest(folder, verify=False).task
+    if task is not Task.TEXT_GENERATION:
+        raise ConfigError(f"{folder} holds a {task.value} model; use `edgelm run`")
+    return TextGenerationPipeline(folder, device=values["device"], threads=values["threads"])
 
 
 @main.command()

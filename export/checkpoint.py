@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 import transformers
-from edgelm.export.specs import ArchSpec, check_task, detect_task, spec_for
 
 from edgelm.errors import ConfigError, ExportError
+from edgelm.export.specs import ArchSpec, check_task, detect_task, spec_for
 from edgelm.types import Task
 
 _AUTO_CLASS = {

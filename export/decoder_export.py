@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import onnx
+
+from edgelm import __version__
+from edgelm.errors import ConfigError
 from edgelm.export.checkpoint import Checkpoint
 from edgelm.export.decoder_graph import build_decoder
 from edgelm.export.optimize import contrib_op_counts
 from edgelm.export.quantize_weights import writer_for
 from edgelm.export.tokenizer_files import pad_token_id, write_tokenizer
 from edgelm.export.validate_decoder import validate_decoder
-
-from edgelm import __version__
-from edgelm.errors import ConfigError
 from edgelm.manifest import MANIFEST_NAME, DecoderInfo, Manifest, sha256_file
 from edgelm.types import Precision
 

@@ -33,10 +33,10 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 import torch
-from edgelm.export.quantize_weights import LinearWriter
 from onnx import TensorProto, helper, numpy_helper
 
 from edgelm.errors import UnsupportedModelError
+from edgelm.export.quantize_weights import LinearWriter
 
 OPSET = 17
 HEAD_MULTIPLE = 16  # GroupQueryAttention's CPU kernel

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from edgelm.export.checkpoint import Checkpoint
 
+from edgelm.export.checkpoint import Checkpoint
 from edgelm.types import Task
 
 OPSET = 17

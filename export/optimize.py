@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from edgelm.export.specs import ArchSpec
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 
+from edgelm.export.specs import ArchSpec
 from edgelm.types import Choice, Precision
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ def _layer(node: onnx.NodeProto) -> int | None:
 
 def float_nodes(path: Path, keep: tuple[KeepFloat, ...]) -> list[str]:
     """Names of the nodes that the `keep` groups leave unquantized."""
+    if not keep:
+        return []
     graph = onnx.load(str(path), load_external_data=False).graph
     names = []
     for node in graph.node:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from edgelm import __version__
+from edgelm.errors import ConfigError
 from edgelm.export import optimize
 from edgelm.export.atomic import atomic_folder, check_target
 from edgelm.export.checkpoint import Checkpoint, check_folder, load_checkpoint
@@ -16,9 +18,6 @@ from edgelm.export.encoder_graph import export_encoder
 from edgelm.export.optimize import KeepFloat
 from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
 from edgelm.export.validate import compare
-
-from edgelm import __version__
-from edgelm.errors import ConfigError
 from edgelm.manifest import MANIFEST_NAME, Manifest, sha256_file
 from edgelm.types import Precision, Task
 

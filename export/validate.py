@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from edgelm.export.checkpoint import Checkpoint
-from edgelm.export.encoder_graph import GraphSignature, wrap
 
 from edgelm.errors import ValidationError
+from edgelm.export.checkpoint import Checkpoint
+from edgelm.export.encoder_graph import GraphSignature, wrap
 from edgelm.manifest import Validation
 from edgelm.types import Precision, Task
 

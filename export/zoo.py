@@ -298,7 +298,6 @@ def _train_epoch(model: Any, tokenizer: Any, train: list[tuple[str, int]],
 
 def _train_classifier(train: list[tuple[str, int]], out: Path) -> None:
     """Fine-tune MiniLM on train and save model plus tokenizer files into out."""
-    import torch
     from transformers import AutoTokenizer
 
     r, started = CLASSIFIER_RECIPE, time.perf_counter()
@@ -309,12 +308,11 @@ def _train_classifier(train: list[tuple[str, int]], out: Path) -> None:
         optimizer, schedule = _optimizer(model, steps)
         for _ in range(r["epochs"]):
             mean_loss = _train_epoch(model, tokenizer, train, optimizer, schedule)
-    model.eval()
-    with torch.no_grad():
-        model.save_pretrained(out)
+    model.save_pretrained(out)
+    source = minilm_dir()
     for name in TOKENIZER_FILES:
-        if (minilm_dir() / name).is_file():
-            shutil.copyfile(minilm_dir() / name, out / name)
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
     log.info("trained on %d snippets in %.0f s, mean loss %.4f",
              len(train), time.perf_counter() - started, mean_loss)
 

@@ -6,10 +6,10 @@ import json
 import shutil
 
 import pytest
-from edgelm.export import ExportOptions, export_model
 
 import edgelm
 from edgelm.errors import ConfigError, ModelFolderError, UnsupportedModelError
+from edgelm.export import ExportOptions, export_model
 
 
 @pytest.fixture()

@@ -17,8 +17,9 @@ SENTENCES = [
 
 
 def minilm_reference(texts: list[str]) -> np.ndarray:
-    from edgelm.export.zoo import minilm_dir
     from transformers import AutoModel, AutoTokenizer
+
+    from edgelm.export.zoo import minilm_dir
 
     tok, model = AutoTokenizer.from_pretrained(minilm_dir()), AutoModel.from_pretrained(minilm_dir())
     batch = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")

@@ -10,8 +10,9 @@ pytestmark = pytest.mark.slow
 def test_sentiment_classifier_beats_80_percent_on_holdout():
     """The fine-tuned MiniLM classifies the 2,000 held-out movie snippets > 80% right."""
     torch = pytest.importorskip("torch")
-    from edgelm.export.zoo import sentiment_classifier_dir, sentiment_holdout
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgelm.export.zoo import sentiment_classifier_dir, sentiment_holdout
 
     checkpoint, holdout = sentiment_classifier_dir(), sentiment_holdout()
     tok = AutoTokenizer.from_pretrained(checkpoint)
@@ -29,8 +30,9 @@ def test_sentiment_classifier_beats_80_percent_on_holdout():
 def test_smollm2_greedy_continuation():
     """SmolLM2 converted from the packaged GGUF continues a story as the original does."""
     torch = pytest.importorskip("torch")
-    from edgelm.export.zoo import smollm2_dir
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edgelm.export.zoo import smollm2_dir
 
     folder = smollm2_dir()
     tok = AutoTokenizer.from_pretrained(folder)
