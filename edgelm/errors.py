@@ -53,3 +53,9 @@ class ExportError(EdgeLMError):
 
 class ValidationError(ExportError):
     """The exported model disagrees with PyTorch beyond the tolerance."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type when empty), for one-line errors."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]

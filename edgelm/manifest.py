@@ -84,11 +84,16 @@ class Manifest:
         return cls(**data)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def update_digest(digest: Any, path: Path) -> None:
+    """Feed a file to a hashlib digest in 1 MiB chunks."""
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    update_digest(digest, path)
     return digest.hexdigest()
 
 

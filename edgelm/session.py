@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from edgelm.errors import ConfigError, ModelFolderError, ProviderUnavailableError
+from edgelm.errors import ConfigError, ModelFolderError, ProviderUnavailableError, first_line
 from edgelm.types import Device
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ def create_session(
     try:
         return ort.InferenceSession(str(model_path), options, providers=providers)
     except Exception as e:  # onnxruntime raises bare RuntimeError subclasses
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelFolderError(
-            f"onnxruntime cannot load {model_path} ({first_line[:200]}); export the model again"
+            f"onnxruntime cannot load {model_path} ({first_line(e, 200)}); export the model again"
         ) from e

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 import transformers
 
-from edgelm.errors import ConfigError, ExportError
+from edgelm.errors import ConfigError, ExportError, first_line
 from edgelm.export.specs import ArchSpec, check_task, detect_task, spec_for
+from edgelm.manifest import update_digest
 from edgelm.types import Task
 
 _AUTO_CLASS = {
@@ -58,12 +59,11 @@ def check_folder(folder: Path, *, trust_pickle: bool) -> list[Path]:
 
 
 def hash_files(paths: list[Path]) -> str:
+    """One sha256 over the files' names and contents, in name order."""
     digest = hashlib.sha256()
     for path in sorted(paths):
         digest.update(path.name.encode())
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        update_digest(digest, path)
     return digest.hexdigest()
 
 
@@ -84,8 +84,7 @@ def load_checkpoint(folder: Path, *, task: Task | None, trust_pickle: bool = Fal
             trust_remote_code=False, use_safetensors=not trust_pickle or None,
         )
     except Exception as e:  # safetensors, torch and transformers each raise their own
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"cannot load the weights in {folder} ({first[:300]})") from e
+        raise ExportError(f"cannot load the weights in {folder} ({first_line(e)})") from e
     return Checkpoint(
         folder=folder, config=model.config, spec=spec, task=task, model=model.eval(),
         sha256=hash_files([folder / "config.json", *weights]),

@@ -368,5 +368,4 @@ def smollm2_dir(cache_dir: Path = CACHE_DIR) -> Path:
         _write_recipe(staging, SMOLLM2_RECIPE)
 
     target = Path(cache_dir) / f"smollm2-135m-instruct-{_recipe_key(SMOLLM2_RECIPE)}"
-    return _cached_build(target, lambda d: _is_complete(d, required) and _has_chat_template(d),
-                         build)
+    return _cached_build(target, lambda d: _is_complete(d, required), build)
