@@ -8,21 +8,20 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import onnx
 
-from edgelm import __version__
 from edgelm.errors import ConfigError
 from edgelm.export.checkpoint import Checkpoint
 from edgelm.export.decoder_graph import build_decoder
+from edgelm.export.folder import MODEL_FILE, write_manifest
 from edgelm.export.optimize import contrib_op_counts
 from edgelm.export.quantize_weights import writer_for
 from edgelm.export.tokenizer_files import pad_token_id, write_tokenizer
 from edgelm.export.validate_decoder import validate_decoder
-from edgelm.manifest import MANIFEST_NAME, DecoderInfo, Manifest, sha256_file
+from edgelm.manifest import DecoderInfo, Manifest
 from edgelm.types import Precision
 
 if TYPE_CHECKING:
     from edgelm.export.pipeline import ExportOptions
 
-MODEL_FILE = "model.onnx"
 PROTOBUF_LIMIT = 1_900_000_000  # bytes; larger graphs keep their weights in model.onnx.data
 SAMPLE_TEXT = (
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris. It is "
@@ -77,15 +76,9 @@ def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging
                                   tolerance=checkpoint.spec.tolerance, prompts=prompts,
                                   text=tokenizer.encode(SAMPLE_TEXT).ids)
     step("writing the manifest")
-    files = sorted(p for p in staging.iterdir() if p.is_file())
-    manifest = Manifest(
-        task=checkpoint.task, architecture=checkpoint.config.model_type,
-        precision=options.precision,
+    return write_manifest(
+        staging, checkpoint, options.precision,
         inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output],
-        max_length=shape.max_positions, pad_token_id=pad, edgelm_version=__version__,
-        model_file=MODEL_FILE, fused_ops=contrib_op_counts(proto), validation=validation,
-        quantization=dict(writer.quantization), files={p.name: sha256_file(p) for p in files},
-        source_sha256=checkpoint.sha256, decoder=info,
+        max_length=shape.max_positions, pad_token_id=pad, fused_ops=contrib_op_counts(proto),
+        validation=validation, quantization=dict(writer.quantization), decoder=info,
     )
-    (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-    return manifest

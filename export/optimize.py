@@ -81,6 +81,12 @@ def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...] = ()) -> Non
     )
 
 
+def int8_description(keep: tuple[KeepFloat, ...]) -> dict[str, object]:
+    """What to_int8 does, for the manifest."""
+    return {"method": "dynamic", "weights": "int8 per-channel symmetric",
+            "activations": "uint8 per-tensor, per call", "keep_float": [k.value for k in keep]}
+
+
 def to_fp16(source: Path, target: Path) -> None:
     """Float16 weights and compute, float32 inputs and outputs (for CUDA)."""
     from onnxruntime.transformers.onnx_model import OnnxModel

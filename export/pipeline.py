@@ -8,22 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edgelm import __version__
 from edgelm.errors import ConfigError
 from edgelm.export import optimize
 from edgelm.export.atomic import atomic_folder, check_target
 from edgelm.export.checkpoint import Checkpoint, check_folder, load_checkpoint
 from edgelm.export.decoder_export import build_decoder_folder
 from edgelm.export.encoder_graph import export_encoder
+from edgelm.export.folder import MODEL_FILE, write_manifest
 from edgelm.export.optimize import KeepFloat
 from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
 from edgelm.export.validate import compare
-from edgelm.manifest import MANIFEST_NAME, Manifest, sha256_file
+from edgelm.manifest import Manifest
 from edgelm.types import Precision, Task
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
 Progress = Callable[[str], None]
 
 
@@ -92,26 +91,14 @@ def _build(
     validation = compare(staging / MODEL_FILE, checkpoint, sig, options.precision,
                          max_length=limit)
     step("writing the manifest")
-    files = sorted(p for p in staging.iterdir() if p.is_file())
-    manifest = Manifest(
-        task=checkpoint.task, architecture=checkpoint.config.model_type,
-        precision=options.precision, inputs=sig.inputs, outputs=sig.outputs,
+    return write_manifest(
+        staging, checkpoint, options.precision, inputs=sig.inputs, outputs=sig.outputs,
         max_length=limit, pad_token_id=pad_token_id(tokenizer, checkpoint.config),
-        edgelm_version=__version__, model_file=MODEL_FILE, labels=_labels(checkpoint),
-        pooling=sig.pooling, fused_ops=optimize.contrib_op_counts(staging / MODEL_FILE),
-        validation=validation, quantization=_quantization(options), files={p.name: sha256_file(p) for p in files},
-        source_sha256=checkpoint.sha256,
+        labels=_labels(checkpoint), pooling=sig.pooling,
+        fused_ops=optimize.contrib_op_counts(staging / MODEL_FILE), validation=validation,
+        quantization=optimize.int8_description(options.keep_float)
+        if options.precision is Precision.INT8 else {},
     )
-    (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-    return manifest
-
-
-def _quantization(options: ExportOptions) -> dict[str, object]:
-    if options.precision is not Precision.INT8:
-        return {}
-    return {"method": "dynamic", "weights": "int8 per-channel symmetric",
-            "activations": "uint8 per-tensor, per call",
-            "keep_float": [k.value for k in options.keep_float]}
 
 
 def _labels(checkpoint: Checkpoint) -> list[str]:

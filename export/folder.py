@@ -1,0 +1,27 @@
+"""What every exported folder gets: the model file's name and a manifest that lists
+every file with its sha256, written last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgelm import __version__
+from edgelm.export.checkpoint import Checkpoint
+from edgelm.manifest import MANIFEST_NAME, Manifest, sha256_file
+from edgelm.types import Precision
+
+MODEL_FILE = "model.onnx"
+
+
+def write_manifest(staging: Path, checkpoint: Checkpoint, precision: Precision,
+                   **fields: Any) -> Manifest:
+    """The manifest of the finished files in `staging`, written into it."""
+    files = sorted(p for p in staging.iterdir() if p.is_file())
+    manifest = Manifest(
+        task=checkpoint.task, architecture=checkpoint.config.model_type, precision=precision,
+        edgelm_version=__version__, model_file=MODEL_FILE, source_sha256=checkpoint.sha256,
+        files={p.name: sha256_file(p) for p in files}, **fields,
+    )
+    (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
