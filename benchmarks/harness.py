@@ -66,7 +66,7 @@ def hardware() -> dict[str, Any]:
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
             if f in flags]
     versions = {}
-    for package in ("onnxruntime", "torch", "transformers", "edgelm"):
+    for package in ("onnxruntime", "onnxruntime-gpu", "torch", "transformers", "edgelm"):
         try:
             from importlib.metadata import version
 
@@ -74,7 +74,18 @@ def hardware() -> dict[str, Any]:
         except Exception:
             versions[package] = None
     return {"cpu": cpu, "simd": simd, "cores": os.cpu_count(), "python": platform.python_version(),
-            "machine": platform.machine(), "versions": versions}
+            "machine": platform.machine(), "gpu": gpu(), "versions": versions}
+
+
+def gpu() -> str | None:
+    """The NVIDIA GPU's name, driver and memory, when nvidia-smi is there."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                               "--format=csv,noheader"], capture_output=True, text=True,
+                              timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else None
 
 
 def write_results(path: Path, payload: dict[str, Any], markdown: str) -> None:

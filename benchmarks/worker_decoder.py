@@ -3,9 +3,11 @@
     python worker_decoder.py torch CHECKPOINT --threads 2
     python worker_decoder.py edgelm FOLDER --threads 2
     python worker_decoder.py ct2 CT2_FOLDER --threads 2   (CTranslate2's own environment)
+    python worker_decoder.py torch CHECKPOINT --device cuda --batches 1,16  (fp16 on the GPU)
 
 Prints one JSON line: load_s, ttft_ms, per_token_ms, tokens_per_s (new tokens
-over the whole call, prompt included), beam_tokens_per_s, peak_rss_mb.
+over the whole call, prompt included), beam_tokens_per_s, peak_rss_mb; with
+--batches, tokens_per_s_bN (new tokens of all rows per second) for each batch size.
 Every run generates exactly --new tokens (eos is ignored via min_new_tokens).
 """
 
@@ -25,50 +27,61 @@ def prompt_ids(length: int, vocab: int) -> list[int]:
     return np.random.default_rng(0).integers(100, min(vocab, 20000), size=length).tolist()
 
 
-def torch_engine(path: str, threads: int):
+def torch_engine(path: str, threads: int, device: str):
+    """PyTorch eager `generate`: float32 on CPU, float16 on CUDA."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
 
-    def generate(ids: list[int], new: int, beams: int = 1, first_only: bool = False) -> None:
+    def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
+                 ) -> None:
         with torch.inference_mode():
-            model.generate(torch.tensor([ids]), max_new_tokens=1 if first_only else new,
+            model.generate(torch.tensor(rows, device=device),
+                           attention_mask=torch.ones(len(rows), len(rows[0]), dtype=torch.long,
+                                                     device=device),
+                           max_new_tokens=1 if first_only else new,
                            min_new_tokens=1 if first_only else new, num_beams=beams,
                            do_sample=False, pad_token_id=0)
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     return generate, int(model.config.vocab_size)
 
 
-def edgelm_engine(path: str, threads: int):
+def edgelm_engine(path: str, threads: int, device: str):
     import edgelm
     from edgelm.generation.search import sample_or_greedy
 
-    pipe = edgelm.Pipeline(path, threads=threads)
+    pipe = edgelm.Pipeline(path, threads=threads, device=device)
 
-    def generate(ids: list[int], new: int, beams: int = 1, first_only: bool = False) -> None:
+    def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
+                 ) -> None:
         config = edgelm.GenerationConfig(max_new_tokens=1 if first_only else new,
                                          min_new_tokens=1 if first_only else new,
                                          num_beams=beams)
         if beams > 1:
-            pipe.generate_ids([ids], config)
+            pipe.generate_ids(rows, config)
         else:
-            for _ in sample_or_greedy(pipe.runner, [ids], config, pipe.eos_ids, pad_id=0):
+            for _ in sample_or_greedy(pipe.runner, rows, config, pipe.eos_ids, pad_id=0):
                 pass
 
     return generate, pipe.info.vocab_size
 
 
-def ct2_engine(path: str, threads: int):
+def ct2_engine(path: str, threads: int, device: str):
     import ctranslate2
 
     generator = ctranslate2.Generator(path, device="cpu", intra_threads=threads, inter_threads=1)
     tokens = json.loads((Path(path) / "vocabulary.json").read_text())
 
-    def generate(ids: list[int], new: int, beams: int = 1, first_only: bool = False) -> None:
+    def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
+                 ) -> None:
         n = 1 if first_only else new
-        generator.generate_batch([[tokens[i] for i in ids]], max_length=n, min_length=n,
+        generator.generate_batch([[tokens[i] for i in ids] for ids in rows], max_length=n,
+                                 min_length=n,
                                  beam_size=beams,
                                  sampling_topk=1, include_prompt_in_result=False)
 
@@ -84,12 +97,15 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--beams", type=int, default=4)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--batches", default="",
+                        help="Also greedy tokens/s at these batch sizes, e.g. 16,32.")
     args = parser.parse_args()
     start = time.perf_counter()
     engines = {"torch": torch_engine, "edgelm": edgelm_engine, "ct2": ct2_engine}
-    generate, vocab = engines[args.engine](args.path, args.threads)
+    generate, vocab = engines[args.engine](args.path, args.threads, args.device)
     load_s = time.perf_counter() - start
-    ids = prompt_ids(args.prompt, vocab)
+    ids = [prompt_ids(args.prompt, vocab)]
     generate(ids, 8)  # warm-up
     ttft, total = [], []
     for _ in range(args.runs):
@@ -103,13 +119,23 @@ def main() -> None:
     generate(ids, args.new, beams=args.beams)
     beam_s = time.perf_counter() - t
     first, whole = statistics.median(ttft), statistics.median(total)
-    print(json.dumps({
+    result = {
         "load_s": round(load_s, 3), "ttft_ms": round(first * 1e3, 2),
         "per_token_ms": round((whole - first) / (args.new - 1) * 1e3, 3),
         "tokens_per_s": round(args.new / whole, 2),
         "beam_tokens_per_s": round(args.new / beam_s, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }))
+    }
+    for batch in [int(b) for b in args.batches.split(",") if b]:
+        rows = [prompt_ids(args.prompt, vocab)] * batch
+        generate(rows, 8)  # warm-up at this shape
+        times = []
+        for _ in range(args.runs):
+            t = time.perf_counter()
+            generate(rows, args.new)
+            times.append(time.perf_counter() - t)
+        result[f"tokens_per_s_b{batch}"] = round(batch * args.new / statistics.median(times), 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 from edgelm import __version__
 from edgelm.errors import ConfigError, EdgeLMError
 from edgelm.manifest import read_manifest
-from edgelm.types import Device, Precision, Task
+from edgelm.types import Device, Precision, Target, Task
 
 
 class _Group(click.Group):
@@ -53,8 +53,10 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: MODEL_DIR-edgelm-PRECISION].")
-@click.option("--precision", type=click.Choice(Precision.values()), default="int8",
-              show_default=True)
+@click.option("--precision", type=click.Choice(Precision.values()), default=None,
+              help="[default: int8 for --target cpu, fp16 for cuda]")
+@click.option("--target", type=click.Choice(Target.values()), default="cpu", show_default=True,
+              help="Where the export will run.")
 @click.option("--task", type=click.Choice(Task.values()), default=None,
               help="Override the task detected from config.architectures.")
 @click.option("--keep-float", default="", metavar="GROUPS",
@@ -66,7 +68,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--trust-pickle", is_flag=True,
               help="Allow pytorch_model.bin weights (loaded with weights_only=True).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def export(model_dir: Path, output: Path | None, precision: str, task: str | None,
+def export(model_dir: Path, output: Path | None, precision: str | None, target: str,
+           task: str | None,
            keep_float: str, block_size: int, force: bool, trust_pickle: bool,
            quiet: bool) -> None:
     """Export MODEL_DIR (a Hugging Face checkpoint) to a validated ONNX folder."""
@@ -74,11 +77,13 @@ def export(model_dir: Path, output: Path | None, precision: str, task: str | Non
 
     export_module = load_export()
     options = export_module.ExportOptions(
-        precision=Precision(precision), task=Task(task) if task else None,
+        precision=Precision(precision) if precision else None, target=Target(target),
+        task=Task(task) if task else None,
         force=force, trust_pickle=trust_pickle, block_size=block_size,
         keep_float=tuple(k.strip() for k in keep_float.split(",") if k.strip()),
     )
-    output = output or model_dir.with_name(f"{model_dir.name}-edgelm-{precision}")
+    suffix = options.precision.value + ("" if options.target is Target.CPU else f"-{target}")
+    output = output or model_dir.with_name(f"{model_dir.name}-edgelm-{suffix}")
     progress = None if quiet else (lambda message: click.echo(f"· {message}", err=True))
     manifest = export_module.export_model(model_dir, output, options, progress=progress)
     if not quiet:

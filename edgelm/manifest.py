@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelm.errors import ModelFolderError
-from edgelm.types import Precision, Task
+from edgelm.types import Precision, Target, Task
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "edgelm.json"
@@ -45,6 +45,7 @@ class DecoderInfo:
     position_ids: bool  # the graph takes position_ids (learned positions)
     eos_token_ids: list[int] = field(default_factory=list)
     bos_token_id: int | None = None
+    cache_reorder_file: str | None = None  # gathers cache rows on the GPU (beam search)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +59,7 @@ class Manifest:
     pad_token_id: int
     edgelm_version: str
     format_version: int = FORMAT_VERSION
+    target: Target = Target.CPU
     model_file: str = "model.onnx"
     labels: list[str] = field(default_factory=list)
     pooling: str | None = None
@@ -77,6 +79,7 @@ class Manifest:
         data = {k: v for k, v in data.items() if k in known}
         data["task"] = Task(data["task"])
         data["precision"] = Precision(data["precision"])
+        data["target"] = Target(data.get("target", Target.CPU.value))
         if data.get("validation") is not None:
             data["validation"] = Validation(**data["validation"])
         if data.get("decoder") is not None:
@@ -135,7 +138,8 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
 def verify_files(folder: Path, manifest: Manifest) -> None:
     """Raise ModelFolderError naming every missing or altered file."""
     problems = []
-    for relative in [manifest.model_file, *manifest.files]:
+    reorder = manifest.decoder.cache_reorder_file if manifest.decoder else None
+    for relative in [manifest.model_file, *manifest.files, *([reorder] if reorder else [])]:
         inside(folder, relative)
     for relative, expected in manifest.files.items():
         path = inside(folder, relative)

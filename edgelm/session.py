@@ -45,6 +45,7 @@ def create_session(
         options.intra_op_num_threads = threads
     providers = [_PROVIDERS[device]]
     if device is Device.CUDA:
+        _preload_cuda_libraries()
         providers.append(_PROVIDERS[Device.CPU])
     try:
         return ort.InferenceSession(str(model_path), options, providers=providers)
@@ -52,3 +53,14 @@ def create_session(
         raise ModelFolderError(
             f"onnxruntime cannot load {model_path} ({first_line(e, 200)}); export the model again"
         ) from e
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from their pip packages (nvidia-*), so torch is not needed."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as e:  # a system CUDA install still works without the pip packages
+        log.debug("onnxruntime.preload_dlls: %s", e)

@@ -44,3 +44,13 @@ class Device(Choice):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
+
+
+class Target(Choice):
+    """Where an export will run; picks the default precision and graph settings."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+    def default_precision(self) -> Precision:
+        return Precision.FP16 if self is Target.CUDA else Precision.INT8

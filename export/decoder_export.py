@@ -6,22 +6,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import onnx
 
 from edgelm.errors import ConfigError
 from edgelm.export.checkpoint import Checkpoint
-from edgelm.export.decoder_graph import build_decoder
+from edgelm.export.decoder_graph import build_cache_reorder, build_decoder
 from edgelm.export.folder import MODEL_FILE, write_manifest
 from edgelm.export.optimize import contrib_op_counts
 from edgelm.export.quantize_weights import writer_for
 from edgelm.export.tokenizer_files import pad_token_id, write_tokenizer
 from edgelm.export.validate_decoder import validate_decoder
 from edgelm.manifest import DecoderInfo, Manifest
-from edgelm.types import Precision
+from edgelm.types import Precision, Target
 
 if TYPE_CHECKING:
     from edgelm.export.pipeline import ExportOptions
 
+CACHE_REORDER_FILE = "cache_reorder.onnx"
 PROTOBUF_LIMIT = 1_900_000_000  # bytes; larger graphs keep their weights in model.onnx.data
 SAMPLE_TEXT = (
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris. It is "
@@ -52,24 +54,29 @@ def eos_token_ids(folder: Path, config: Any) -> list[int]:
 
 def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging: Path,
                          step: Callable[[str], None]) -> Manifest:
-    if options.precision is Precision.FP16:
-        raise ConfigError("fp16 decoders are not supported yet; use fp32, int8 or int4")
     if options.keep_float:
         raise ConfigError("--keep-float applies to int8 encoders; drop it for decoders")
     step(f"writing the {checkpoint.spec.name} decoder graph ({options.precision.value}, "
          "GroupQueryAttention, KV cache)")
-    writer = writer_for(options.precision, block_size=options.block_size)
+    # On CUDA, activations and the cache are float16 whatever the weights (the GPU's
+    # GroupQueryAttention is fp16-only); fp32 stays fp32 when asked for.
+    half = options.precision is Precision.FP16 or (
+        options.target is Target.CUDA and options.precision is not Precision.FP32)
+    writer = writer_for(options.precision, block_size=options.block_size,
+                        dtype=np.float16 if half else np.float32)
     proto, shape = build_decoder(checkpoint.model, checkpoint.config, writer)
     path = staging / MODEL_FILE
     large = proto.ByteSize() > PROTOBUF_LIMIT
     onnx.save(proto, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
               location=f"{MODEL_FILE}.data")
+    onnx.save(build_cache_reorder(shape, writer.dtype), str(staging / CACHE_REORDER_FILE))
     tokenizer = write_tokenizer(checkpoint.folder, staging)
     eos = eos_token_ids(checkpoint.folder, checkpoint.config)
     pad = pad_token_id(tokenizer, checkpoint.config)  # only a filler in finished rows
     bos = getattr(checkpoint.config, "bos_token_id", None)
     info = DecoderInfo(**asdict(shape), eos_token_ids=eos,
-                       bos_token_id=None if bos is None else int(bos))
+                       bos_token_id=None if bos is None else int(bos),
+                       cache_reorder_file=CACHE_REORDER_FILE)
     step("validating against PyTorch (logits with and without the cache, greedy tokens)")
     prompts = [tokenizer.encode(p).ids or [0] for p in SAMPLE_PROMPTS]
     validation = validate_decoder(path, checkpoint.model, info, options.precision,
@@ -77,7 +84,7 @@ def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging
                                   text=tokenizer.encode(SAMPLE_TEXT).ids)
     step("writing the manifest")
     return write_manifest(
-        staging, checkpoint, options.precision,
+        staging, checkpoint, options.precision, target=options.target,
         inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output],
         max_length=shape.max_positions, pad_token_id=pad, fused_ops=contrib_op_counts(proto),
         validation=validation, quantization=dict(writer.quantization), decoder=info,

@@ -39,6 +39,7 @@ from edgelm.errors import UnsupportedModelError
 from edgelm.export.quantize_weights import LinearWriter
 
 OPSET = 17
+IR_VERSION = 10  # onnxruntime 1.20+ reads it
 HEAD_MULTIPLE = 16  # GroupQueryAttention's CPU kernel
 MAX_ROTARY_POSITIONS = 16384  # cos/sin tables beyond this cost more than they serve
 
@@ -58,14 +59,17 @@ class DecoderShape:
 
 
 class GraphWriter:
-    """Nodes and initializers, with unique names."""
+    """Nodes and initializers, with unique names; float constants stored as `dtype`."""
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: type[np.floating] = np.float32) -> None:
+        self.dtype = dtype
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
 
     def constant(self, name: str, array: np.ndarray) -> str:
+        if array.dtype == np.float32:
+            array = array.astype(self.dtype)
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
@@ -129,7 +133,7 @@ class DecoderBuilder:
 
     def __init__(self, model: torch.nn.Module, config: Any, linear: LinearWriter) -> None:
         self.model, self.config, self.linear = model, config, linear
-        self.g = GraphWriter()
+        self.g = GraphWriter(linear.dtype)
         self.num_heads = int(config.num_attention_heads)
         self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.num_heads)
         self.hidden = int(config.hidden_size)
@@ -191,7 +195,8 @@ class DecoderBuilder:
             logits = self.linear.shared_projection(g, x, shared)
         else:
             logits = self.linear.matmul(g, x, _np(head), name="lm_head")
-        g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
+        g.nodes.append(helper.make_node("Cast", [logits], ["logits"], name="logits",
+                                        to=TensorProto.FLOAT))  # float32 whatever the weights
         return self._model(), self.shape()
 
     def embed(self, ids: str, shared: str | None, table: torch.Tensor) -> str:
@@ -215,8 +220,9 @@ class DecoderBuilder:
         inputs = [x, skip, *params]
         if bias is not None:
             inputs.append(g.constant(f"{name}.skip_bias", bias))
-        out, _, _, total = g.op(with_skip, inputs, outputs=4, domain="com.microsoft",
-                                epsilon=self.epsilon)
+        out, total = f"{name}/out", f"{name}/sum"  # mean and inv_std are not asked for (CUDA)
+        g.nodes.append(helper.make_node(with_skip, inputs, [out, "", "", total], name=name,
+                                        domain="com.microsoft", epsilon=self.epsilon))
         return out, total
 
     def attention(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
@@ -260,7 +266,7 @@ class DecoderBuilder:
         )
 
     def _model(self) -> onnx.ModelProto:
-        f, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
+        f, i64, i32 = float_type(self.g.dtype), TensorProto.INT64, TensorProto.INT32
         cache = ["batch", self.kv_heads, "past_sequence_length", self.padded]
         inputs = [helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence"])]
         if not self.rotary:
@@ -268,7 +274,8 @@ class DecoderBuilder:
                                                         ["batch", "sequence"]))
         inputs += [helper.make_tensor_value_info("seqlens_k", i32, ["batch"]),
                    helper.make_tensor_value_info("total_sequence_length", i32, [])]
-        outputs = [helper.make_tensor_value_info("logits", f, ["batch", "sequence", self.vocab])]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                 ["batch", "sequence", self.vocab])]
         present = ["batch", self.kv_heads, "total_sequence_length", self.padded]
         for layer in range(self.layers):
             for kind in ("key", "value"):
@@ -278,10 +285,40 @@ class DecoderBuilder:
                                                              present))
         graph = helper.make_graph(self.g.nodes, "decoder", inputs, outputs,
                                   initializer=self.g.initializers)
-        model = helper.make_model(graph, opset_imports=[
-            helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)])
-        model.producer_name = "edgelm"
-        return model
+        return _finish(graph)
+
+
+def float_type(dtype: type[np.floating]) -> int:
+    return TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
+
+
+def _finish(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = IR_VERSION  # a newer onnx package writes more than onnxruntime reads
+    model.producer_name = "edgelm"
+    return model
+
+
+def build_cache_reorder(shape: DecoderShape, dtype: type[np.floating]) -> onnx.ModelProto:
+    """A graph that gathers every cache buffer's rows: beam search on the GPU.
+
+    Inputs `rows` int64 [n] and `cache.N.key/value`; outputs `reordered.N.key/value`,
+    row i of each being the input's row rows[i]. On CPU the runtime does this in numpy.
+    """
+    f = float_type(dtype)
+    dims = ["rows", shape.kv_heads, "capacity", shape.head_size]
+    out_dims = ["n", shape.kv_heads, "capacity", shape.head_size]
+    inputs = [helper.make_tensor_value_info("rows", TensorProto.INT64, ["n"])]
+    outputs, nodes = [], []
+    for layer in range(shape.num_layers):
+        for kind in ("key", "value"):
+            name = f"{layer}.{kind}"
+            inputs.append(helper.make_tensor_value_info(f"cache.{name}", f, dims))
+            outputs.append(helper.make_tensor_value_info(f"reordered.{name}", f, out_dims))
+            nodes.append(helper.make_node("Gather", [f"cache.{name}", "rows"],
+                                          [f"reordered.{name}"], name=f"gather.{name}", axis=0))
+    return _finish(helper.make_graph(nodes, "cache_reorder", inputs, outputs))
 
 
 class GPT2Builder(DecoderBuilder):

@@ -23,12 +23,15 @@ log = logging.getLogger(__name__)
 INT8_OP_TYPES = ["MatMul", "Attention", "EmbedLayerNormalization"]
 
 
-def fuse(source: Path, target: Path, *, spec: ArchSpec, config: Any) -> None:
-    """Fuse attention, layer norms and GELU; saved without runtime-specific layout."""
+def fuse(source: Path, target: Path, *, spec: ArchSpec, config: Any, gpu: bool = False) -> None:
+    """Fuse attention, layer norms and GELU; saved without runtime-specific layout.
+
+    `gpu`: the fusions meant for the CUDA provider's kernels.
+    """
     model = optimize_model(
         str(source), model_type=spec.optimizer_type,
         num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size),
-        opt_level=0, use_gpu=False,
+        opt_level=0, use_gpu=gpu,
     )
     model.save_model_to_file(str(target))
 

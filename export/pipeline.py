@@ -19,7 +19,7 @@ from edgelm.export.optimize import KeepFloat
 from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
 from edgelm.export.validate import compare
 from edgelm.manifest import Manifest
-from edgelm.types import Precision, Task
+from edgelm.types import Precision, Target, Task
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True, kw_only=True)
 class ExportOptions:
-    precision: Precision = Precision.INT8
+    precision: Precision | None = None  # None: the target's default (int8 on CPU, fp16 on CUDA)
+    target: Target = Target.CPU
     task: Task | None = None
     force: bool = False
     trust_pickle: bool = False
@@ -36,7 +37,9 @@ class ExportOptions:
     block_size: int = 32  # int4/int8 decoders: weights per quantization block
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "precision", Precision.parse(self.precision))
+        object.__setattr__(self, "target", Target.parse(self.target))
+        object.__setattr__(self, "precision", Precision.parse(
+            self.precision or self.target.default_precision()))
         object.__setattr__(self, "keep_float", tuple(KeepFloat.parse(k) for k in self.keep_float))
         if self.keep_float and self.precision is not Precision.INT8:
             raise ConfigError("keep_float applies to int8 only; drop it or use --precision int8")
@@ -77,11 +80,14 @@ def _build(
     if options.precision is Precision.INT4:
         raise ConfigError("precision 'int4' is for decoders (text-generation); "
                           "use int8 for encoders")
+    if options.target is Target.CUDA and options.precision is Precision.INT8:
+        log.warning("int8 encoders are usually slower than fp16 on CUDA (onnxruntime#10267: "
+                    "dynamic int8 has no fast CUDA kernels); fp16 is --target cuda's default")
     step(f"exporting {checkpoint.spec.name} ({checkpoint.task.value}) to ONNX")
     sig = export_encoder(checkpoint, work / "raw.onnx")
     step("fusing attention, layer norms and GELU")
     optimize.fuse(work / "raw.onnx", work / "fused.onnx", spec=checkpoint.spec,
-                  config=checkpoint.config)
+                  config=checkpoint.config, gpu=options.target is Target.CUDA)
     step(f"converting to {options.precision.value}")
     optimize.convert(work / "fused.onnx", staging / MODEL_FILE, options.precision,
                      options.keep_float)
@@ -92,7 +98,7 @@ def _build(
                          max_length=limit)
     step("writing the manifest")
     return write_manifest(
-        staging, checkpoint, options.precision, inputs=sig.inputs, outputs=sig.outputs,
+        staging, checkpoint, options.precision, target=options.target, inputs=sig.inputs, outputs=sig.outputs,
         max_length=limit, pad_token_id=pad_token_id(tokenizer, checkpoint.config),
         labels=_labels(checkpoint), pooling=sig.pooling,
         fused_ops=optimize.contrib_op_counts(staging / MODEL_FILE), validation=validation,

@@ -27,9 +27,16 @@ Graph = Any  # decoder_graph.GraphWriter (kept untyped here to avoid a cycle)
 
 
 class LinearWriter:
-    """float32: MatMul on the transposed weight; bias as a separate Add."""
+    """Float: MatMul on the transposed weight; bias as a separate Add.
+
+    `dtype` is the graph's float type (float16 for CUDA exports): weights, scales
+    and activations are stored and computed in it.
+    """
 
     quantization: dict[str, object] = {}
+
+    def __init__(self, dtype: type[np.floating] = np.float32) -> None:
+        self.dtype = dtype
 
     def matmul(self, g: Graph, x: str, w: np.ndarray, *, bias: np.ndarray | None = None,
                name: str) -> str:
@@ -56,7 +63,9 @@ class NBitsWriter(LinearWriter):
 
     TABLE_BITS = 8
 
-    def __init__(self, bits: int, *, block_size: int = 32, accuracy_level: int = 4) -> None:
+    def __init__(self, bits: int, *, block_size: int = 32, accuracy_level: int = 4,
+                 dtype: type[np.floating] = np.float32) -> None:
+        super().__init__(dtype)
         if bits not in (4, 8):
             raise ConfigError(f"bits={bits} must be 4 or 8")
         if block_size < 16 or block_size & (block_size - 1):
@@ -134,11 +143,15 @@ class NBitsWriter(LinearWriter):
                           name="lm_head")
 
 
-def writer_for(precision: Any, *, block_size: int = 32) -> LinearWriter:
+def writer_for(precision: Any, *, block_size: int = 32,
+               dtype: type[np.floating] = np.float32) -> LinearWriter:
+    """The writer for `precision`, its activations in `dtype` (float16 for fp16)."""
     from edgelm.types import Precision
 
     if precision is Precision.INT8:
-        return NBitsWriter(8, block_size=block_size)
+        return NBitsWriter(8, block_size=block_size, dtype=dtype)
     if precision is Precision.INT4:
-        return NBitsWriter(4, block_size=block_size)
-    return LinearWriter()
+        return NBitsWriter(4, block_size=block_size, dtype=dtype)
+    if precision is Precision.FP16:
+        return LinearWriter(np.float16)
+    return LinearWriter(dtype)

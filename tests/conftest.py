@@ -26,14 +26,17 @@ def exported(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     from edgelm.export import ExportOptions, export_model
 
     root = tmp_path_factory.mktemp("exports")
-    cache: dict[tuple[str, str], Path] = {}
+    cache: dict[tuple[str, str, str], Path] = {}
 
-    def get(name: str, precision: str = "fp32") -> Path:
-        if (name, precision) not in cache:
-            out = root / f"{name}-{precision}"
-            export_model(checkpoints[name], out, ExportOptions(precision=precision))
-            cache[name, precision] = out
-        return cache[name, precision]
+    def get(name: str, precision: str | None = "fp32", target: str = "cpu") -> Path:
+        """precision None: the target's default."""
+        key = name, str(precision), target
+        if key not in cache:
+            out = root / f"{name}-{key[1]}-{target}"
+            export_model(checkpoints[name], out, ExportOptions(precision=precision,
+                                                               target=target))
+            cache[key] = out
+        return cache[key]
 
     return get
 

@@ -1,9 +1,7 @@
 """Drives the decoder graph: prefill, steps, and a KV cache that is never copied.
 
-The cache is one preallocated buffer per layer and kind, sized to the request
-(longest prompt + max_new_tokens), bound with IO binding as both the graph's
-past input and its present output: GroupQueryAttention writes each new token's
-keys in place. Rows are right-padded, so row b's tokens sit at positions
+The cache (see cache.py) is sized to the request (longest prompt +
+max_new_tokens). Rows are right-padded, so row b's tokens sit at positions
 0..length[b]-1 of its cache and no attention mask is needed.
 """
 
@@ -15,33 +13,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgelm.errors import ConfigError
+from edgelm.generation.cache import DeviceCache, HostCache, KVCache, RowGather
 from edgelm.manifest import DecoderInfo
-
-
-class KVCache:
-    """Per-layer key and value buffers [rows, kv_heads, capacity, head_size]."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arrays = arrays
-        self.values = {name: ort.OrtValue.ortvalue_from_numpy(a) for name, a in arrays.items()}
-        self.capacity = next(iter(arrays.values())).shape[2]
-
-    @classmethod
-    def zeros(cls, info: DecoderInfo, rows: int, capacity: int) -> KVCache:
-        shape = (rows, info.kv_heads, capacity, info.head_size)
-        return cls({f"{layer}.{kind}": np.zeros(shape, dtype=np.float32)
-                    for layer in range(info.num_layers) for kind in ("key", "value")})
-
-    def select(self, rows: np.ndarray) -> KVCache:
-        """A cache whose row i is this cache's row rows[i] (beam expansion)."""
-        return KVCache({name: np.ascontiguousarray(a[rows]) for name, a in self.arrays.items()})
-
-    def reorder(self, rows: np.ndarray) -> None:
-        """Row i becomes row rows[i], in place (the buffers stay bound)."""
-        if np.array_equal(rows, np.arange(len(rows))):
-            return
-        for a in self.arrays.values():
-            a[:] = a[rows]
 
 
 @dataclass
@@ -55,9 +28,19 @@ class DecodeState:
 class DecoderRunner:
     """Runs prefill and single-token steps of one decoder session."""
 
-    def __init__(self, session: ort.InferenceSession, info: DecoderInfo) -> None:
-        self.session, self.info = session, info
-        self._inputs = {i.name for i in session.get_inputs()}
+    def __init__(self, session: ort.InferenceSession, info: DecoderInfo,
+                 gather: RowGather | None = None) -> None:
+        """`gather` given: the cache lives on the GPU (the session's CUDA device)."""
+        self.session, self.info, self.gather = session, info, gather
+        inputs = {i.name: i.type for i in session.get_inputs()}
+        self._inputs = set(inputs)
+        self.dtype = np.float16 if inputs["past_key_values.0.key"] == "tensor(float16)" \
+            else np.float32
+
+    def new_cache(self, rows: int, capacity: int) -> KVCache:
+        if self.gather is not None:
+            return DeviceCache.zeros(self.info, rows, capacity, self.dtype, self.gather)
+        return HostCache.zeros(self.info, rows, capacity, self.dtype)
 
     def prefill(self, prompts: list[list[int]], capacity: int, *, pad_id: int = 0
                 ) -> tuple[np.ndarray, DecodeState]:
@@ -73,7 +56,7 @@ class DecoderRunner:
         for row, p in enumerate(prompts):
             ids[row, : len(p)] = p
         lengths = np.array([len(p) for p in prompts], dtype=np.int32)
-        state = DecodeState(cache=KVCache.zeros(self.info, len(prompts), capacity), lengths=lengths)
+        state = DecodeState(cache=self.new_cache(len(prompts), capacity), lengths=lengths)
         positions = np.broadcast_to(np.arange(width, dtype=np.int64), ids.shape)
         logits = self._run(state, ids, positions, lengths - 1, width)
         return logits, state

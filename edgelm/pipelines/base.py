@@ -14,7 +14,7 @@ from edgelm.errors import ConfigError, ModelFolderError
 from edgelm.manifest import Manifest, read_manifest
 from edgelm.session import create_session, resolve_device
 from edgelm.tokenizer import EncodedBatch, TextTokenizer
-from edgelm.types import Device, Task
+from edgelm.types import Device, Precision, Target, Task
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class Pipeline:
                 f"not {self.task.value}; use edgelm.Pipeline(folder)"
             )
         self.device = resolve_device(device)
+        if self.device is Device.CUDA:
+            _warn_slow_on_cuda(self.manifest)
         self.session = create_session(
             self.folder / self.manifest.model_file, device=self.device, threads=threads
         )
@@ -86,6 +88,18 @@ class Pipeline:
     def __repr__(self) -> str:
         m = self.manifest
         return f"{type(self).__name__}({str(self.folder)!r}, {m.architecture}, {m.precision.value})"
+
+
+def _warn_slow_on_cuda(manifest: Manifest) -> None:
+    """Precisions that run, but slowly, on onnxruntime's CUDA provider."""
+    if manifest.precision is Precision.INT8 and manifest.decoder is None:
+        log.warning("int8 encoders run slower than fp16 on CUDA (onnxruntime#10267: its "
+                    "int8 operators have no fast CUDA kernels); export with --target cuda "
+                    "for fp16")
+    elif manifest.decoder is not None and manifest.target is not Target.CUDA:
+        log.warning("this decoder was exported for %s: its float32 attention falls back to "
+                    "the CPU under CUDA (GroupQueryAttention's CUDA kernel is fp16); "
+                    "export with --target cuda", manifest.target.value)
 
 
 class EncoderPipeline(Pipeline):

@@ -9,14 +9,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgelm.errors import ConfigError, ModelFolderError
+from edgelm.generation.cache import RowGather
 from edgelm.generation.chat import load_template, render
 from edgelm.generation.config import GenerationConfig
 from edgelm.generation.runner import DecoderRunner
 from edgelm.generation.search import beam_search, sample_or_greedy
 from edgelm.generation.streaming import TextStream
+from edgelm.manifest import DecoderInfo, inside
 from edgelm.pipelines.base import Pipeline
 from edgelm.tokenizer import check_texts, load_tokenizer
-from edgelm.types import Task
+from edgelm.types import Device, Task
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class TextGenerationPipeline(Pipeline):
             raise ModelFolderError(f"{self.folder}: the manifest has no decoder section; "
                                    "export the model again")
         self.info = info
-        self.runner = DecoderRunner(self.session, info)
+        self.runner = DecoderRunner(self.session, info, self._row_gather(info))
         self.tokenizer = load_tokenizer(self.folder)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
@@ -98,6 +100,15 @@ class TextGenerationPipeline(Pipeline):
         return "".join(self._stream_ids(ids, config))
 
     # -- internals ---------------------------------------------------------
+    def _row_gather(self, info: DecoderInfo) -> RowGather | None:
+        """On CUDA the cache stays on the device; beam search moves its rows there."""
+        if self.device is not Device.CUDA:
+            return None
+        if info.cache_reorder_file is None:
+            raise ModelFolderError(f"{self.folder} was exported before CUDA decoding was "
+                                   "supported; export it again with --target cuda")
+        return RowGather(inside(self.folder, info.cache_reorder_file))
+
     def _stream_ids(self, ids: list[int], config: GenerationConfig) -> Iterator[str]:
         stream, text, sent = TextStream(self.tokenizer, ids), "", 0
         stops = _StopStrings(self, [ids], config.stop) if config.stop else None
