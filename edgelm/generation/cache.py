@@ -31,7 +31,8 @@ class HostCache:
         self.capacity = next(iter(arrays.values())).shape[2]
 
     @classmethod
-    def zeros(cls, info: DecoderInfo, rows: int, capacity: int, dtype: type[np.floating]) -> HostCache:
+    def zeros(cls, info: DecoderInfo, rows: int, capacity: int, dtype: type[np.floating]
+              ) -> HostCache:
         shape = (rows, info.kv_heads, capacity, info.head_size)
         return cls({name: np.zeros(shape, dtype=dtype) for name in buffer_names(info)})
 

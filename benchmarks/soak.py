@@ -1,0 +1,104 @@
+"""Soak: 10,000 classification calls and 200 generations in one process; does memory grow?
+
+    python benchmarks/soak.py [--threads 2]
+
+The real MiniLM sentiment classifier (int8) and SmolLM2-135M-Instruct (int4),
+exported by edgelm, called one text at a time with varied inputs. Resident
+memory (VmRSS) is sampled after a warm-up of 500 classifications and 20
+generations and then every 1,000 calls / 20 generations; the goal is growth
+under 5% after warm-up. Results: results/soak.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from harness import hardware, write_results
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path.home() / ".cache" / "edgelm-bench"
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def exported(checkpoint: Path, name: str, precision: str) -> Path:
+    from edgelm.export import ExportOptions, export_model
+
+    out = CACHE / f"soak-{name}-{precision}"
+    if not (out / "edgelm.json").is_file():
+        export_model(checkpoint, out, ExportOptions(precision=precision, force=True))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--generations", type=int, default=200)
+    args = parser.parse_args()
+    import edgelm
+    from edgelm.export.zoo import sentiment_classifier_dir, sentiment_holdout, smollm2_dir
+
+    texts = [t for t, _ in sentiment_holdout()]
+    classifier = edgelm.Pipeline(exported(sentiment_classifier_dir(), "classifier", "int8"),
+                                 threads=args.threads)
+    generator = edgelm.Pipeline(exported(smollm2_dir(), "smollm2", "int4"), threads=args.threads)
+    prompts = ["Write a haiku about the sea.", "What is the capital of France?",
+               "Give me three tips for better sleep.", "Explain what a CPU cache is."]
+
+    def classify(i: int) -> None:
+        classifier(texts[i % len(texts)])
+
+    def generate(i: int) -> None:
+        generator.chat([{"role": "user", "content": prompts[i % len(prompts)]}],
+                       max_new_tokens=16 + i % 17, do_sample=i % 2 == 1, seed=i, top_p=0.9)
+
+    samples: dict[str, list[tuple[int, float]]] = {"classification": [], "generation": []}
+    start = time.perf_counter()
+    for i in range(500):
+        classify(i)
+    for i in range(20):
+        generate(i)
+    warm = rss_mb()
+    samples["classification"].append((0, warm))
+    for i in range(args.calls):
+        classify(i)
+        if (i + 1) % 1000 == 0:
+            samples["classification"].append((i + 1, rss_mb()))
+    after_classification = rss_mb()
+    samples["generation"].append((0, after_classification))
+    for i in range(args.generations):
+        generate(i)
+        if (i + 1) % 20 == 0:
+            samples["generation"].append((i + 1, rss_mb()))
+    end = rss_mb()
+    growth = (end - warm) / warm * 100
+    payload = {"hardware": hardware(), "threads": args.threads, "calls": args.calls,
+               "generations": args.generations, "rss_after_warmup_mb": warm,
+               "rss_end_mb": end, "growth_percent": growth, "samples": samples,
+               "seconds": time.perf_counter() - start}
+    lines = [
+        "# Soak: one process, classification then generation\n",
+        f"Hardware: {payload['hardware']['cpu']}, {args.threads} threads. "
+        f"{args.calls} classification calls (real MiniLM classifier, int8, one held-out text "
+        f"per call) then {args.generations} chat generations (SmolLM2-135M int4, 16-32 new "
+        "tokens, greedy and sampled alternately), after a warm-up of 500 + 20.\n",
+        "| checkpoint | calls | RSS MB |", "|---|---|---|",
+        *[f"| classification | {n} | {mb:.1f} |" for n, mb in samples["classification"]],
+        *[f"| generation | {n} | {mb:.1f} |" for n, mb in samples["generation"]],
+        f"\nRSS after warm-up {warm:.1f} MB, at the end {end:.1f} MB: growth "
+        f"**{growth:+.2f}%** (goal: under 5%). Took {payload['seconds']:.0f} s.\n",
+    ]
+    write_results(HERE / "results" / "soak.md", payload, "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""`run_bench`: variants, worker processes in alternating rounds, and what they measured.
+
+Every measurement is a fresh worker process (edgelm.bench.worker for ONNX
+folders, edgelm.export.bench_baseline for PyTorch): in one process PyTorch's
+OpenMP threads keep spinning after a call and skew the next engine's figures.
+Rounds alternate the variants so that drift on a shared machine hits all of
+them alike; timings are pooled over rounds. Quality (accuracy, agreement,
+perplexity) is measured once, in the first round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelm import __version__
+from edgelm._extras import load_export
+from edgelm.bench.data import (
+    SAMPLE_PARAGRAPH,
+    generated_sentences,
+    label_indices,
+    load_labelled,
+    read_text,
+)
+from edgelm.bench.spec import BenchOptions, Point, VariantResult, WorkerSpec
+from edgelm.bench.system import hardware
+from edgelm.errors import ConfigError, EdgeLMError, MissingDependencyError, first_line
+from edgelm.manifest import Manifest, read_manifest
+from edgelm.tokenizer import load_tokenizer
+from edgelm.types import Device, Precision, Target, Task
+
+log = logging.getLogger(__name__)
+
+PYTORCH = "PyTorch"
+PERPLEXITY_WINDOW = 512  # tokens per forward pass when scoring --text
+Progress = Callable[[str], None]
+
+
+@dataclass(kw_only=True)
+class BenchReport:
+    model: str
+    task: Task
+    options: dict[str, Any]
+    hardware: dict[str, Any]
+    variants: list[VariantResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "task": self.task.value, "options": self.options,
+                "hardware": self.hardware, "interrupted": self.interrupted, "notes": self.notes,
+                "variants": [v.to_dict() for v in self.variants]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Variant:
+    name: str
+    engine: str  # "pytorch" | "onnx"
+    path: Path
+    precision: str
+    size_mb: float
+
+
+def folder_size_mb(path: Path, patterns: tuple[str, ...] = ("*",)) -> float:
+    files = {p for pattern in patterns for p in path.glob(pattern) if p.is_file()}
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGELM_CACHE", Path.home() / ".cache" / "edgelm")) / "bench"
+
+
+def _checkpoint_key(model_dir: Path) -> str:
+    """Changes when any file of the checkpoint (or edgelm's version) changes."""
+    digest = hashlib.sha256(f"{model_dir.resolve()}|{__version__}".encode())
+    for p in sorted(model_dir.iterdir()):
+        if p.is_file():
+            stat = p.stat()
+            digest.update(f"{p.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def _export(model_dir: Path, precision: Precision, device: Device, step: Progress) -> Path:
+    """The cached export of `model_dir` at `precision` (made once, then reused)."""
+    export = load_export()
+    target = Target.CUDA if device is Device.CUDA else Target.CPU
+    out = cache_root() / f"{model_dir.name}-{_checkpoint_key(model_dir)}-{precision.value}" \
+        f"-{target.value}"
+    if (out / "edgelm.json").is_file():
+        return out
+    step(f"exporting {precision.value}")
+    export.export_model(model_dir, out, export.ExportOptions(precision=precision, target=target,
+                                                             force=True))
+    return out
+
+
+def _checkpoint_task(model_dir: Path) -> Task:
+    """Text generation for causal LMs (from config.json's architectures), else an encoder task."""
+    path = model_dir / "config.json"
+    try:
+        architectures = json.loads(path.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{model_dir} has no readable config.json ({e}); pass the PyTorch "
+                          "checkpoint folder") from e
+    decoder = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    return Task.TEXT_GENERATION if decoder else Task.TEXT_CLASSIFICATION
+
+
+def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: list[str]
+              ) -> tuple[list[_Variant], Manifest]:
+    try:
+        load_export()
+        can_export = True
+    except MissingDependencyError:
+        if not options.onnx:
+            raise  # nothing to measure: the error names the export extra
+        can_export = False
+    folders: list[Path] = []
+    if can_export:
+        precisions = options.precisions if options.precisions is not None \
+            else options.precisions_for(_checkpoint_task(model_dir))
+        folders += [_export(model_dir, p, options.device, step) for p in precisions]
+    folders += [Path(f) for f in options.onnx]
+    if not folders:
+        raise ConfigError("nothing to measure: name precisions or --onnx folders")
+    manifests = [read_manifest(f) for f in folders]
+    tasks = sorted({m.task.value for m in manifests})
+    if len(tasks) > 1:
+        raise ConfigError(f"the variants hold different tasks ({', '.join(tasks)}); "
+                          "compare folders of one task")
+    variants = []
+    if options.baseline and can_export:
+        weights = ("*.safetensors", "*.bin", "*.pt")
+        variants.append(_Variant(name=PYTORCH, engine="pytorch", path=model_dir,
+                                 precision="fp16" if options.device is Device.CUDA else "fp32",
+                                 size_mb=folder_size_mb(model_dir, weights)))
+    elif options.baseline:
+        notes.append("PyTorch baseline skipped: it needs the export extra "
+                     "(pip install 'edgelm[export]'); the ONNX variants are compared alone")
+    for folder, manifest in zip(folders, manifests):
+        name = f"edgelm {manifest.precision.value}"
+        if any(v.name == name for v in variants):
+            name = f"{name} ({folder.name})"
+        variants.append(_Variant(name=name, engine="onnx", path=folder,
+                                 precision=manifest.precision.value,
+                                 size_mb=folder_size_mb(folder)))
+    return variants, manifests[0]
+
+
+def _quality_input(task: Task, options: BenchOptions, manifest: Manifest, folder: Path,
+                   work: Path) -> tuple[Path, list[int] | None]:
+    """The file both engines read their quality inputs from; the labels, if any."""
+    labels = None
+    if task is Task.TEXT_GENERATION:
+        text = read_text(options.text) if options.text else SAMPLE_PARAGRAPH
+        payload: dict[str, Any] = {"ids": load_tokenizer(folder).encode(text).ids}
+        if len(payload["ids"]) < 2:
+            raise ConfigError("the text encodes to fewer than 2 tokens; pass a longer --text")
+    elif options.data is not None:
+        texts, raw = load_labelled(options.data)
+        if task is Task.TEXT_CLASSIFICATION:
+            labels = label_indices(raw, manifest.labels)
+        payload = {"texts": texts}
+    else:
+        payload = {"texts": generated_sentences()}
+    path = work / "quality.json"
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    return path, labels
+
+
+def _worker_command(variant: _Variant) -> list[str]:
+    module = "edgelm.export.bench_baseline" if variant.engine == "pytorch" \
+        else "edgelm.bench.worker"
+    return [sys.executable, "-m", module]
+
+
+def _run_worker(variant: _Variant, spec: WorkerSpec) -> dict[str, Any]:
+    with subprocess.Popen([*_worker_command(variant), spec.to_json()], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate()
+        except KeyboardInterrupt:
+            proc.kill()
+            raise
+    if proc.returncode != 0:
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        raise EdgeLMError(lines[-1] if lines else f"exit code {proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
+              progress: Callable[[str, int, int], None] | None = None) -> BenchReport:
+    """Measure PyTorch and each ONNX variant of `model_dir`; see the module docstring.
+
+    `progress(label, done, total)` is called before each worker run. Ctrl-C stops
+    the run and returns what was measured, with `interrupted` set.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ConfigError(f"{model_dir} is not a folder; pass the PyTorch checkpoint folder")
+    notes: list[str] = []
+
+    def step(message: str) -> None:
+        if progress:
+            progress(message, 0, 0)
+
+    variants, manifest = _variants(model_dir, options, step, notes)
+    task = manifest.task
+    onnx_folder = next(v.path for v in variants if v.engine == "onnx")
+    max_length = min(manifest.max_length, PERPLEXITY_WINDOW) \
+        if task is Task.TEXT_GENERATION else manifest.max_length
+    grid = [(b, s) for b in options.batch_sizes for s in options.seq_lens]
+    too_long = [s for s in options.seq_lens if s > manifest.max_length]
+    if too_long:
+        raise ConfigError(f"seq_lens {too_long} exceed the model's {manifest.max_length} positions")
+    report = BenchReport(
+        model=str(model_dir), task=task, hardware=hardware(), notes=notes,
+        options={"batch_sizes": list(options.batch_sizes), "seq_lens": list(options.seq_lens),
+                 "threads": options.threads, "device": options.device.value,
+                 "rounds": options.rounds, "runs": options.runs,
+                 "new_tokens": options.new_tokens, "beams": options.beams,
+                 "data": str(options.data) if options.data else None,
+                 "text": str(options.text) if options.text else None})
+    results = {v.name: VariantResult(name=v.name, engine=v.engine, path=str(v.path),
+                                     precision=v.precision, size_mb=round(v.size_mb, 2))
+               for v in variants}
+    raw: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    outputs: dict[str, dict[str, np.ndarray]] = {}  # each variant's quality outputs
+    with tempfile.TemporaryDirectory(prefix="edgelm-bench-") as work_dir:
+        work = Path(work_dir)
+        quality_in, labels = _quality_input(task, options, manifest, onnx_folder, work)
+        total, done = options.rounds * len(variants), 0
+        try:
+            for round_index in range(options.rounds):
+                for v in variants:
+                    done += 1
+                    if results[v.name].error:
+                        continue
+                    if progress:
+                        progress(f"round {round_index + 1}/{options.rounds}: {v.name}",
+                                 done, total)
+                    first = round_index == 0
+                    spec = WorkerSpec(
+                        engine=v.engine, path=str(v.path), task=task, threads=options.threads,
+                        device=options.device, grid=grid, runs=options.runs,
+                        new_tokens=options.new_tokens, beams=options.beams,
+                        max_length=max_length,
+                        quality_in=str(quality_in) if first else None,
+                        quality_out=str(work / f"quality-{len(outputs)}.npz") if first else None)
+                    try:
+                        raw[v.name].append(_run_worker(v, spec))
+                    except EdgeLMError as e:
+                        results[v.name].error = first_line(e, 300)
+                        log.warning("%s failed: %s", v.name, results[v.name].error)
+                        continue
+                    if spec.quality_out:
+                        with np.load(spec.quality_out) as data:
+                            outputs[v.name] = {k: data[k] for k in data.files}
+        except KeyboardInterrupt:
+            report.interrupted = True
+    for name, out in outputs.items():
+        _score(results[name], out, labels, outputs.get(PYTORCH) if name != PYTORCH else None)
+    for v in variants:
+        _summarize(results[v.name], raw[v.name], task)
+    report.variants = list(results.values())
+    return report
+
+
+def _score(result: VariantResult, out: dict[str, np.ndarray], labels: list[int] | None,
+           base: dict[str, np.ndarray] | None) -> None:
+    """Accuracy against the labels; perplexity; agreement with PyTorch's outputs (`base`)."""
+    if "labels" in out and labels is not None:
+        result.accuracy = float(np.mean(out["labels"] == np.array(labels)))
+    if "nll" in out:
+        result.perplexity = float(np.exp(out["nll"].mean()))
+    if base is None:
+        return
+    if "embeddings" in out:
+        cosine = (out["embeddings"] * base["embeddings"]).sum(-1)
+        result.cosine_min = float(cosine.min())
+        result.agreement = float(np.mean(cosine > 0.99))  # share of texts within 0.99
+    else:
+        key = next(k for k in ("labels", "entities", "argmax") if k in out)
+        result.agreement = float(np.mean(out[key] == base[key]))
+
+
+def _summarize(result: VariantResult, rounds: list[dict[str, Any]], task: Task) -> None:
+    if not rounds:
+        return
+    result.rounds = len(rounds)
+    result.load_s = round(statistics.median(r["load_s"] for r in rounds), 3)
+    result.peak_rss_mb = round(statistics.median(r["peak_rss_mb"] for r in rounds), 1)
+    beams = [r["beam_tokens_per_s"] for r in rounds if "beam_tokens_per_s" in r]
+    result.beam_tokens_per_s = round(statistics.median(beams), 2) if beams else None
+    for i, first in enumerate(rounds[0]["points"]):
+        point = Point(batch=first["batch"], seq_len=first["seq_len"])
+        at = [r["points"][i] for r in rounds]
+        if task is Task.TEXT_GENERATION:
+            point.ttft_ms = round(statistics.median(p["ttft_ms"] for p in at), 3)
+            point.per_token_ms = round(statistics.median(p["per_token_ms"] for p in at), 3)
+            point.tokens_per_s = round(statistics.median(p["tokens_per_s"] for p in at), 2)
+        else:
+            samples = np.concatenate([p["samples_ms"] for p in at])
+            p50, p90, p99 = np.percentile(samples, [50, 90, 99])
+            point.p50_ms, point.p90_ms, point.p99_ms = (round(float(x), 3)
+                                                        for x in (p50, p90, p99))
+            point.items_per_s = round(point.batch / point.p50_ms * 1e3, 2)
+        result.points.append(point)

@@ -1,0 +1,62 @@
+"""What a measurement ran on, and how much memory it took."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp")
+PACKAGES = ("edgelm", "onnxruntime", "onnxruntime-gpu", "tokenizers", "numpy", "torch",
+            "transformers")
+
+
+def peak_rss_mb() -> float:
+    """This process's high-water resident memory (VmHWM; ru_maxrss survives exec)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource  # not Linux: ru_maxrss (KiB on most, bytes on macOS)
+
+    scale = 1 / 1024 / 1024 if platform.system() == "Darwin" else 1 / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def gpu() -> str | None:
+    """The NVIDIA GPU's name, driver and memory, when nvidia-smi is there."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                               "--format=csv,noheader"], capture_output=True, text=True,
+                              timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = done.stdout.strip().splitlines()
+    return lines[0] if lines else None
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model, SIMD flags, cores, GPU and package versions."""
+    cpu, flags = platform.processor() or "unknown", set[str]()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "Model") and cpu in ("unknown", "", platform.machine()):
+                cpu = value.strip()
+            if key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    versions: dict[str, str | None] = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"cpu": cpu, "simd": [f for f in SIMD_FLAGS if f in flags], "cores": os.cpu_count(),
+            "machine": platform.machine(), "python": platform.python_version(), "gpu": gpu(),
+            "versions": versions}

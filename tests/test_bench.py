@@ -1,0 +1,168 @@
+"""`edgelm bench`: its JSON, CSV and PNG carry the right figures, checked independently."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from click.testing import CliRunner
+
+import edgelm
+from edgelm.bench import BenchOptions, run_bench
+from edgelm.bench.measure import filler_text
+from edgelm.bench.run import PERPLEXITY_WINDOW
+from edgelm.cli import main
+
+TEXTS = ["I loved this movie", "Terrible, boring and far too long.", "Great acting!",
+         "The plot was a mess", "A wonderful evening", "I would not watch it again"]
+
+
+@pytest.fixture(autouse=True)
+def bench_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EDGELM_CACHE", str(tmp_path_factory.getbasetemp() / "bench-cache"))
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def png_size(path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_classifier_bench_writes_json_csv_and_plot(checkpoints, tmp_path):
+    data = tmp_path / "data.jsonl"
+    labels = ["positive", 0, 2, "negative", 2, 0]  # names and indices both accepted
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
+                            for t, y in zip(TEXTS, labels)))
+    out = tmp_path / "bench"
+    result = invoke("bench", checkpoints["bert-cls"], "--data", data, "--batch-sizes", "1,4",
+                    "--seq-lens", "8,24", "--rounds", "2", "--runs", "3", "--threads", "1",
+                    "--json", f"{out}.json", "--csv", f"{out}.csv", "--plot", f"{out}.png")
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "speed-up" in result.output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["task"] == "text-classification" and not report["interrupted"]
+    assert report["hardware"]["cores"] >= 1 and report["hardware"]["versions"]["onnxruntime"]
+    assert report["options"]["threads"] == 1
+    variants = {v["name"]: v for v in report["variants"]}
+    assert list(variants) == ["PyTorch", "edgelm fp32", "edgelm int8"]
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        checkpoints["bert-cls"]).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoints["bert-cls"])
+    with torch.no_grad():
+        predicted = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.argmax(-1)
+    truth = np.array([2, 0, 2, 0, 2, 0])
+    expected_accuracy = float((predicted.numpy() == truth).mean())
+    for name, v in variants.items():
+        assert v["error"] is None and v["rounds"] == 2
+        assert v["size_mb"] > 0 and 0 < v["load_s"] < 60 and v["peak_rss_mb"] > 20
+        assert [(p["batch"], p["seq_len"]) for p in v["points"]] == [(1, 8), (1, 24), (4, 8),
+                                                                     (4, 24)]
+        for p in v["points"]:
+            assert 0 < p["p50_ms"] <= p["p90_ms"] <= p["p99_ms"]
+            assert p["items_per_s"] == pytest.approx(p["batch"] / p["p50_ms"] * 1e3, rel=1e-3)
+        if name != "edgelm int8":
+            assert v["accuracy"] == pytest.approx(expected_accuracy)
+    assert variants["edgelm fp32"]["agreement"] == 1.0
+    assert variants["PyTorch"]["agreement"] is None
+    assert variants["edgelm int8"]["size_mb"] < variants["edgelm fp32"]["size_mb"]
+    assert variants["edgelm fp32"]["peak_rss_mb"] < variants["PyTorch"]["peak_rss_mb"]
+    with (tmp_path / "bench.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12
+    assert {r["variant"] for r in rows} == set(variants)
+    pytorch_rows = [r for r in rows if r["variant"] == "PyTorch"]
+    assert all(float(r["speedup"]) == 1.0 for r in pytorch_rows)
+    assert png_size(tmp_path / "bench.png") == (1200, 800)
+
+
+def test_decoder_bench_reports_tokens_ttft_and_perplexity(checkpoints, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(TEXTS * 3))
+    report = run_bench(checkpoints["gpt2"], BenchOptions(
+        precisions=("fp32", "int8"), text=text, batch_sizes=(1, 2), seq_lens=(8,), rounds=1,
+        runs=2, new_tokens=6, beams=2, threads=1))
+    variants = {v.name: v for v in report.variants}
+    assert list(variants) == ["PyTorch", "edgelm fp32", "edgelm int8"]
+    for v in variants.values():
+        assert v.error is None and v.beam_tokens_per_s > 0
+        assert [(p.batch, p.seq_len) for p in v.points] == [(1, 8), (2, 8)]
+        for p in v.points:
+            assert p.ttft_ms > 0 and p.per_token_ms > 0 and p.tokens_per_s > 0
+    # PyTorch's perplexity, computed here on the same tokens
+    pipe = edgelm.Pipeline(variants["edgelm fp32"].path)
+    ids = pipe.tokenizer.encode(text.read_text()).ids
+    size = min(PERPLEXITY_WINDOW, pipe.info.max_positions)
+    assert len(ids) > size  # two windows, scored separately
+    model = transformers.AutoModelForCausalLM.from_pretrained(checkpoints["gpt2"]).eval()
+    losses = []
+    for start in range(0, len(ids), size):
+        window = torch.tensor([ids[start : start + size]])
+        with torch.no_grad():
+            logits = model(window).logits[0, :-1]
+        losses.append(torch.nn.functional.cross_entropy(logits, window[0, 1:], reduction="none"))
+    nll = torch.cat(losses).mean()
+    assert variants["PyTorch"].perplexity == pytest.approx(math.exp(nll.item()), rel=1e-5)
+    assert variants["edgelm fp32"].perplexity == pytest.approx(variants["PyTorch"].perplexity,
+                                                               rel=1e-4)
+    assert variants["edgelm fp32"].agreement == 1.0
+    assert 0 <= variants["edgelm int8"].agreement <= 1
+
+
+def test_onnx_folders_alone_and_interrupt(exported, tmp_path):
+    calls = []
+
+    def progress(label, done, total):
+        calls.append(label)
+        if done == 2:
+            raise KeyboardInterrupt
+
+    folder = exported("bert-emb", "fp32")
+    report = run_bench(folder.parent, BenchOptions(
+        onnx=(folder, exported("bert-emb", "int8")), precisions=(), baseline=False,
+        batch_sizes=(1,), seq_lens=(8,), rounds=2, runs=2, threads=1), progress=progress)
+    assert report.interrupted
+    first, second = report.variants
+    assert first.rounds == 1 and first.points[0].p50_ms > 0  # measured before the interrupt
+    assert second.rounds == 0 and second.points == []
+
+
+@pytest.mark.parametrize("tokens", [5, 16, 40])
+def test_filler_text_has_the_asked_token_count(exported, tokens):
+    pipe = edgelm.Pipeline(exported("roberta-cls", "fp32"))
+
+    class Counter:
+        def token_count(self, text):
+            return len(pipe.tokenizer.inner.encode(text).ids)
+
+    assert Counter().token_count(filler_text(Counter(), tokens)) == tokens
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-sizes", "0"], "batch_sizes=[0] must be"),
+    (["--seq-lens", "4096"], "exceed the model's"),
+    (["--data", "missing.jsonl"], "is not a file"),
+    (["--precision", "int3"], "'int3' is not one of"),
+])
+def test_bench_bad_options_are_one_line(checkpoints, args, message):
+    result = CliRunner().invoke(main, ["bench", str(checkpoints["bert-cls"]), "--rounds", "1",
+                                       *args])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_bench_bad_data_file_names_the_format(checkpoints, tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "fine"}\n')
+    result = CliRunner().invoke(main, ["bench", str(checkpoints["bert-cls"]), "--data",
+                                       str(data), "--rounds", "1"])
+    assert result.exit_code == 1 and 'lacks a "text" or "label"' in result.output
