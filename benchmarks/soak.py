@@ -3,7 +3,8 @@
     python benchmarks/soak.py [--threads 2]
 
 The real MiniLM sentiment classifier (int8) and SmolLM2-135M-Instruct (int4),
-exported by edgelm, called one text at a time with varied inputs. Resident
+exported by edgelm, called one text at a time with varied inputs, in a child
+process that imports only edgelm's runtime (as a deployed app would). Resident
 memory (VmRSS) is sampled after a warm-up of 500 classifications and 20
 generations and then every 1,000 calls / 20 generations; the goal is growth
 under 5% after warm-up. Results: results/soak.{md,json}.
@@ -12,6 +13,9 @@ under 5% after warm-up. Results: results/soak.{md,json}.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,14 +46,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--generations", type=int, default=200)
+    parser.add_argument("--inputs", default=None, help=argparse.SUPPRESS)  # the child's
     args = parser.parse_args()
-    import edgelm
-    from edgelm.export.zoo import sentiment_classifier_dir, sentiment_holdout, smollm2_dir
+    if args.inputs is None:  # prepare with the export layer, then measure torch-free
+        from edgelm.export.zoo import sentiment_classifier_dir, sentiment_holdout, smollm2_dir
 
-    texts = [t for t, _ in sentiment_holdout()]
-    classifier = edgelm.Pipeline(exported(sentiment_classifier_dir(), "classifier", "int8"),
-                                 threads=args.threads)
-    generator = edgelm.Pipeline(exported(smollm2_dir(), "smollm2", "int4"), threads=args.threads)
+        inputs = CACHE / "soak-inputs.json"
+        inputs.write_text(json.dumps({
+            "texts": [t for t, _ in sentiment_holdout()],
+            "classifier": str(exported(sentiment_classifier_dir(), "classifier", "int8")),
+            "generator": str(exported(smollm2_dir(), "smollm2", "int4"))}))
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--inputs", str(inputs)],
+                       check=True)
+        return
+    import edgelm
+
+    given = json.loads(Path(args.inputs).read_text())
+    texts = given["texts"]
+    classifier = edgelm.Pipeline(given["classifier"], threads=args.threads)
+    generator = edgelm.Pipeline(given["generator"], threads=args.threads)
+    assert "torch" not in sys.modules
     prompts = ["Write a haiku about the sea.", "What is the capital of France?",
                "Give me three tips for better sleep.", "Explain what a CPU cache is."]
 
@@ -81,6 +97,7 @@ def main() -> None:
     end = rss_mb()
     growth = (end - warm) / warm * 100
     payload = {"hardware": hardware(), "threads": args.threads, "calls": args.calls,
+               "torch_imported": "torch" in sys.modules,
                "generations": args.generations, "rss_after_warmup_mb": warm,
                "rss_end_mb": end, "growth_percent": growth, "samples": samples,
                "seconds": time.perf_counter() - start}
