@@ -270,6 +270,9 @@ def bench(model_dir: Path, precisions: str | None, onnx_folders: tuple[Path, ...
 
     if plot_out is not None:
         report.check_plotting()
+    for path in (json_out, csv_out, plot_out):  # fail now, not after minutes of measuring
+        if path is not None and not path.absolute().parent.is_dir():
+            raise ConfigError(f"{path.parent} does not exist; create it or choose another path")
     options = BenchOptions(
         precisions=tuple(Precision.parse(p.strip()) for p in precisions.split(",") if p.strip())
         if precisions else None,

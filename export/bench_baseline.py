@@ -9,14 +9,13 @@ for encoders, `generate` with exactly the asked number of new tokens for decoder
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import torch
 import transformers
 
-from edgelm.bench.measure import worker_main
+from edgelm.bench.measure import entity_spans, worker_main
 from edgelm.bench.spec import WorkerSpec
 from edgelm.types import Device, Task
 
@@ -77,10 +76,7 @@ class TorchEngine:
             pipe = transformers.pipeline("token-classification", model=self.model,
                                          tokenizer=self.tokenizer,
                                          aggregation_strategy="simple", device=self.device)
-            found = pipe(texts)
-            return {"entities": np.array([
-                json.dumps([(e["start"], e["end"], e["entity_group"]) for e in f])
-                for f in found])}
+            return {"entities": entity_spans(pipe(texts))}
         outputs = np.concatenate([self._outputs(texts[s : s + 32])
                                   for s in range(0, len(texts), 32)])
         if self.spec.task is Task.TEXT_CLASSIFICATION:

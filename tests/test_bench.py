@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import edgelm
 from edgelm.bench import BenchOptions, run_bench
-from edgelm.bench.measure import filler_text
+from edgelm.bench.measure import filler_text, windows
 from edgelm.bench.run import PERPLEXITY_WINDOW
 from edgelm.cli import main
 
@@ -102,14 +102,15 @@ def test_decoder_bench_reports_tokens_ttft_and_perplexity(checkpoints, tmp_path)
     pipe = edgelm.Pipeline(variants["edgelm fp32"].path)
     ids = pipe.tokenizer.encode(text.read_text()).ids
     size = min(PERPLEXITY_WINDOW, pipe.info.max_positions)
-    assert len(ids) > size  # two windows, scored separately
+    assert len(ids) > size  # two windows
     model = transformers.AutoModelForCausalLM.from_pretrained(checkpoints["gpt2"]).eval()
     losses = []
-    for start in range(0, len(ids), size):
-        window = torch.tensor([ids[start : start + size]])
+    for start, end in windows(len(ids), size):
+        window = torch.tensor([ids[start:end]])
         with torch.no_grad():
             logits = model(window).logits[0, :-1]
         losses.append(torch.nn.functional.cross_entropy(logits, window[0, 1:], reduction="none"))
+    assert sum(len(x) for x in losses) == len(ids) - 1  # every token but the first, once
     nll = torch.cat(losses).mean()
     assert variants["PyTorch"].perplexity == pytest.approx(math.exp(nll.item()), rel=1e-5)
     assert variants["edgelm fp32"].perplexity == pytest.approx(variants["PyTorch"].perplexity,
@@ -152,6 +153,7 @@ def test_filler_text_has_the_asked_token_count(exported, tokens):
     (["--seq-lens", "4096"], "exceed the model's"),
     (["--data", "missing.jsonl"], "is not a file"),
     (["--precision", "int3"], "'int3' is not one of"),
+    (["--new-tokens", "1"], "new_tokens=1 must be an integer >= 2"),
 ])
 def test_bench_bad_options_are_one_line(checkpoints, args, message):
     result = CliRunner().invoke(main, ["bench", str(checkpoints["bert-cls"]), "--rounds", "1",
@@ -166,3 +168,25 @@ def test_bench_bad_data_file_names_the_format(checkpoints, tmp_path):
     result = CliRunner().invoke(main, ["bench", str(checkpoints["bert-cls"]), "--data",
                                        str(data), "--rounds", "1"])
     assert result.exit_code == 1 and 'lacks a "text" or "label"' in result.output
+
+
+@pytest.mark.parametrize(("n", "size"), [(2, 2), (5, 2), (10, 4), (100, 32), (33, 32), (31, 32)])
+def test_perplexity_windows_predict_every_token_once(n, size):
+    targets = [t for start, end in windows(n, size) for t in range(start + 1, end)]
+    assert targets == list(range(1, n))
+    assert all(1 < end - start <= size for start, end in windows(n, size))
+
+
+def test_the_same_folder_twice_gets_two_names_and_two_results(exported):
+    folder = exported("bert-cls", "int8")
+    report = run_bench(folder.parent, BenchOptions(
+        onnx=(folder, folder), precisions=(), baseline=False, batch_sizes=(1,), seq_lens=(8,),
+        rounds=1, runs=2, threads=1))
+    names = [v.name for v in report.variants]
+    assert len(set(names)) == 2 and all(v.rounds == 1 for v in report.variants)
+
+
+def test_bench_checks_output_folders_before_measuring(checkpoints, tmp_path):
+    result = CliRunner().invoke(main, ["bench", str(checkpoints["bert-cls"]), "--json",
+                                       str(tmp_path / "missing" / "b.json")])
+    assert result.exit_code == 1 and "does not exist" in result.output

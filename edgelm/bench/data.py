@@ -62,7 +62,10 @@ def _label(value: object) -> str | int:
     if isinstance(value, int):
         return value
     text = str(value).strip()
-    return int(text) if text.lstrip("-").isdigit() else text
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def label_indices(labels: list[str | int], names: list[str]) -> list[int]:

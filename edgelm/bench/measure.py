@@ -18,6 +18,7 @@ import numpy as np
 
 from edgelm.bench.spec import WorkerSpec
 from edgelm.bench.system import peak_rss_mb
+from edgelm.generation.logits import log_softmax
 from edgelm.types import Task
 
 WARMUP = 2
@@ -70,6 +71,16 @@ def prompt_ids(length: int, vocab: int, rows: int) -> list[list[int]]:
     return [rng.integers(min(100, high - 1), high, size=length).tolist() for _ in range(rows)]
 
 
+def entity_spans(found: list[list[dict[str, object]]]) -> np.ndarray:
+    """Each text's entities as one comparable string of (start, end, group) spans.
+
+    Both engines use this, so agreement compares like with like (the "word" strings
+    of WordPiece continuations differ between edgelm and transformers by design).
+    """
+    return np.array([json.dumps([(e["start"], e["end"], e["entity_group"]) for e in entities])
+                     for entities in found])
+
+
 def timed(call: Callable[[], None], runs: int) -> list[float]:
     for _ in range(WARMUP):
         call()
@@ -113,19 +124,24 @@ def measure(spec: WorkerSpec, load: Callable[[], Engine]) -> dict[str, object]:
     return report
 
 
+def windows(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) spans of at most `size` tokens over n tokens, overlapping by one, so
+    that every token after the first is predicted exactly once (from its own window)."""
+    if size < 2:
+        raise ValueError(f"size={size} must be >= 2")
+    return [(start, min(start + size, n)) for start in range(0, max(1, n - 1), size - 1)]
+
+
 def _quality(spec: WorkerSpec, engine: Engine, source: str, target: str) -> None:
     with open(source, encoding="utf-8") as f:
         given = json.load(f)
     if spec.task is Task.TEXT_GENERATION:
         nll, argmax = [], []
         ids = given["ids"]
-        for start in range(0, max(1, len(ids) - 1), spec.max_length):
-            window = ids[start : start + spec.max_length]
-            if len(window) < 2:
-                break
+        for start, end in windows(len(ids), spec.max_length):
+            window = ids[start:end]
             logits = engine.token_logits(window)[:-1].astype(np.float64)
-            shifted = logits - logits.max(-1, keepdims=True)
-            log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+            log_probs = log_softmax(logits)
             targets = np.array(window[1:])
             nll.append(-log_probs[np.arange(len(targets)), targets])
             argmax.append(logits.argmax(-1))

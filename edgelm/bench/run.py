@@ -140,6 +140,7 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
     if len(tasks) > 1:
         raise ConfigError(f"the variants hold different tasks ({', '.join(tasks)}); "
                           "compare folders of one task")
+    source = _checkpoint_hash(model_dir) if can_export else None
     variants = []
     if options.baseline and can_export:
         weights = ("*.safetensors", "*.bin", "*.pt")
@@ -150,13 +151,33 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
         notes.append("PyTorch baseline skipped: it needs the export extra "
                      "(pip install 'edgelm[export]'); the ONNX variants are compared alone")
     for folder, manifest in zip(folders, manifests):
-        name = f"edgelm {manifest.precision.value}"
-        if any(v.name == name for v in variants):
-            name = f"{name} ({folder.name})"
+        name = _unique(f"edgelm {manifest.precision.value}", folder.name,
+                       {v.name for v in variants})
+        if source is not None and manifest.source_sha256 != source:
+            notes.append(f"{folder} was exported from another checkpoint than {model_dir}: "
+                         "its agreement with PyTorch compares different models")
         variants.append(_Variant(name=name, engine="onnx", path=folder,
                                  precision=manifest.precision.value,
                                  size_mb=folder_size_mb(folder)))
     return variants, manifests[0]
+
+
+def _unique(name: str, folder: str, taken: set[str]) -> str:
+    """`name`, else `name (folder)`, else `name (folder) 2`, 3, ... (results are keyed by it)."""
+    candidates = [name, f"{name} ({folder})"]
+    candidates += (f"{name} ({folder}) {i}" for i in range(2, len(taken) + 3))
+    return next(c for c in candidates if c not in taken)
+
+
+def _checkpoint_hash(model_dir: Path) -> str | None:
+    """The checkpoint's hash as exports record it (source_sha256); None if unreadable."""
+    from edgelm.export.checkpoint import check_folder, hash_files  # the export extra is there
+
+    try:
+        weights = check_folder(model_dir, trust_pickle=True)
+    except EdgeLMError:
+        return None
+    return hash_files([model_dir / "config.json", *weights])
 
 
 def _quality_input(task: Task, options: BenchOptions, manifest: Manifest, folder: Path,
@@ -187,17 +208,23 @@ def _worker_command(variant: _Variant) -> list[str]:
 
 
 def _run_worker(variant: _Variant, spec: WorkerSpec) -> dict[str, Any]:
+    # Its own session: Ctrl-C reaches only this process, which stops the worker itself.
     with subprocess.Popen([*_worker_command(variant), spec.to_json()], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as proc:
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
         try:
             out, err = proc.communicate()
         except KeyboardInterrupt:
             proc.kill()
             raise
+    if proc.returncode < 0:  # the out-of-memory killer, say
+        raise EdgeLMError(f"the worker was killed by signal {-proc.returncode}")
     if proc.returncode != 0:
         lines = [line for line in err.strip().splitlines() if line.strip()]
         raise EdgeLMError(lines[-1] if lines else f"exit code {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1])
+    try:
+        return dict(json.loads(out.strip().splitlines()[-1]))
+    except (IndexError, ValueError) as e:
+        raise EdgeLMError(f"the worker printed no result ({e})") from e
 
 
 def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
@@ -222,9 +249,12 @@ def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
     max_length = min(manifest.max_length, PERPLEXITY_WINDOW) \
         if task is Task.TEXT_GENERATION else manifest.max_length
     grid = [(b, s) for b in options.batch_sizes for s in options.seq_lens]
-    too_long = [s for s in options.seq_lens if s > manifest.max_length]
+    extra = options.new_tokens if task is Task.TEXT_GENERATION else 0
+    too_long = [s for s in options.seq_lens if s + extra > manifest.max_length]
     if too_long:
-        raise ConfigError(f"seq_lens {too_long} exceed the model's {manifest.max_length} positions")
+        what = f" + new_tokens={extra}" if extra else ""
+        raise ConfigError(f"seq_lens {too_long}{what} exceed the model's {manifest.max_length} "
+                          "positions; pass shorter --seq-lens")
     report = BenchReport(
         model=str(model_dir), task=task, hardware=hardware(), notes=notes,
         options={"batch_sizes": list(options.batch_sizes), "seq_lens": list(options.seq_lens),

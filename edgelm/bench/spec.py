@@ -48,7 +48,10 @@ class BenchOptions:
         _positive("threads", (self.threads,))
         _positive("rounds", (self.rounds,))
         _positive("runs", (self.runs,))
-        _positive("new_tokens", (self.new_tokens,))
+        if isinstance(self.new_tokens, bool) or not isinstance(self.new_tokens, int) or \
+                self.new_tokens < 2:
+            raise ConfigError(f"new_tokens={self.new_tokens!r} must be an integer >= 2 "
+                              "(time per token is measured after the first)")
         _positive("beams", (self.beams,))
         for path in (self.data, self.text):
             if path is not None and not Path(path).is_file():

@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 import numpy as np
 
-from edgelm.bench.measure import worker_main
+from edgelm.bench.measure import entity_spans, worker_main
 from edgelm.bench.spec import WorkerSpec
 from edgelm.generation.config import GenerationConfig
 from edgelm.generation.search import sample_or_greedy
@@ -49,10 +48,7 @@ class OnnxEngine:
             return {"labels": np.array([labels.index(r["label"]) for r in self.pipe(texts)])}
         if self.task is Task.FEATURE_EXTRACTION:
             return {"embeddings": self.pipe(texts)}
-        # Spans and groups: the "word" strings of WordPiece continuations differ by design.
-        entities = [[(e["start"], e["end"], e["entity_group"]) for e in found]
-                    for found in self.pipe(texts)]
-        return {"entities": np.array([json.dumps(e) for e in entities])}
+        return {"entities": entity_spans(self.pipe(texts))}
 
     def vocab_size(self) -> int:
         return self.pipe.info.vocab_size

@@ -14,7 +14,7 @@ from edgelm.errors import ConfigError, ModelFolderError
 from edgelm.manifest import Manifest, read_manifest
 from edgelm.session import create_session, resolve_device
 from edgelm.tokenizer import EncodedBatch, TextTokenizer
-from edgelm.types import Device, Precision, Target, Task
+from edgelm.types import Device, Precision, Task
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,12 @@ class Pipeline:
 
 
 def _warn_slow_on_cuda(manifest: Manifest) -> None:
-    """Precisions that run, but slowly, on onnxruntime's CUDA provider."""
+    """int8 encoders run, but slowly, on onnxruntime's CUDA provider (decoders: see
+    TextGenerationPipeline._row_gather)."""
     if manifest.precision is Precision.INT8 and manifest.decoder is None:
         log.warning("int8 encoders run slower than fp16 on CUDA (onnxruntime#10267: its "
                     "int8 operators have no fast CUDA kernels); export with --target cuda "
                     "for fp16")
-    elif manifest.decoder is not None and manifest.target is not Target.CUDA:
-        log.warning("this decoder was exported for %s: its float32 attention falls back to "
-                    "the CPU under CUDA (GroupQueryAttention's CUDA kernel is fp16); "
-                    "export with --target cuda", manifest.target.value)
 
 
 class EncoderPipeline(Pipeline):

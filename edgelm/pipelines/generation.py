@@ -41,7 +41,8 @@ class TextGenerationPipeline(Pipeline):
             raise ModelFolderError(f"{self.folder}: the manifest has no decoder section; "
                                    "export the model again")
         self.info = info
-        self.runner = DecoderRunner(self.session, info, self._row_gather(info))
+        self.runner = DecoderRunner(self.session, info)
+        self.runner.gather = self._row_gather(info)
         self.tokenizer = load_tokenizer(self.folder)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
@@ -101,12 +102,18 @@ class TextGenerationPipeline(Pipeline):
 
     # -- internals ---------------------------------------------------------
     def _row_gather(self, info: DecoderInfo) -> RowGather | None:
-        """On CUDA the cache stays on the device; beam search moves its rows there."""
+        """On CUDA an fp16 graph keeps its cache on the device; beam search moves rows there.
+
+        A float32 graph's attention has no CUDA kernel and runs on the CPU, so its cache
+        stays in host memory (and it is slow: the warning names the fix).
+        """
         if self.device is not Device.CUDA:
             return None
-        if info.cache_reorder_file is None:
-            raise ModelFolderError(f"{self.folder} was exported before CUDA decoding was "
-                                   "supported; export it again with --target cuda")
+        if self.runner.dtype != np.float16 or info.cache_reorder_file is None:
+            log.warning("this decoder's float32 attention runs on the CPU under CUDA "
+                        "(GroupQueryAttention's CUDA kernel is fp16): export it with "
+                        "--target cuda")
+            return None
         return RowGather(inside(self.folder, info.cache_reorder_file))
 
     def _stream_ids(self, ids: list[int], config: GenerationConfig) -> Iterator[str]:
