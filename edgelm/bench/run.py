@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,74 +238,90 @@ def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
     if not model_dir.is_dir():
         raise ConfigError(f"{model_dir} is not a folder; pass the PyTorch checkpoint folder")
     notes: list[str] = []
-
-    def step(message: str) -> None:
-        if progress:
-            progress(message, 0, 0)
-
-    variants, manifest = _variants(model_dir, options, step, notes)
+    variants, manifest = _variants(
+        model_dir, options, lambda message: progress and progress(message, 0, 0), notes)
     task = manifest.task
-    onnx_folder = next(v.path for v in variants if v.engine == "onnx")
-    max_length = min(manifest.max_length, PERPLEXITY_WINDOW) \
-        if task is Task.TEXT_GENERATION else manifest.max_length
-    grid = [(b, s) for b in options.batch_sizes for s in options.seq_lens]
-    extra = options.new_tokens if task is Task.TEXT_GENERATION else 0
-    too_long = [s for s in options.seq_lens if s + extra > manifest.max_length]
-    if too_long:
-        what = f" + new_tokens={extra}" if extra else ""
-        raise ConfigError(f"seq_lens {too_long}{what} exceed the model's {manifest.max_length} "
-                          "positions; pass shorter --seq-lens")
-    report = BenchReport(
-        model=str(model_dir), task=task, hardware=hardware(), notes=notes,
-        options={"batch_sizes": list(options.batch_sizes), "seq_lens": list(options.seq_lens),
-                 "threads": options.threads, "device": options.device.value,
-                 "rounds": options.rounds, "runs": options.runs,
-                 "new_tokens": options.new_tokens, "beams": options.beams,
-                 "data": str(options.data) if options.data else None,
-                 "text": str(options.text) if options.text else None})
+    _check_lengths(task, options, manifest.max_length)
+    report = BenchReport(model=str(model_dir), task=task, hardware=hardware(), notes=notes,
+                         options=_recorded(options))
     results = {v.name: VariantResult(name=v.name, engine=v.engine, path=str(v.path),
                                      precision=v.precision, size_mb=round(v.size_mb, 2))
                for v in variants}
-    raw: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
-    outputs: dict[str, dict[str, np.ndarray]] = {}  # each variant's quality outputs
     with tempfile.TemporaryDirectory(prefix="edgelm-bench-") as work_dir:
         work = Path(work_dir)
+        onnx_folder = next(v.path for v in variants if v.engine == "onnx")
         quality_in, labels = _quality_input(task, options, manifest, onnx_folder, work)
-        total, done = options.rounds * len(variants), 0
-        try:
-            for round_index in range(options.rounds):
-                for v in variants:
-                    done += 1
-                    if results[v.name].error:
-                        continue
-                    if progress:
-                        progress(f"round {round_index + 1}/{options.rounds}: {v.name}",
-                                 done, total)
-                    first = round_index == 0
-                    spec = WorkerSpec(
-                        engine=v.engine, path=str(v.path), task=task, threads=options.threads,
-                        device=options.device, grid=grid, runs=options.runs,
-                        new_tokens=options.new_tokens, beams=options.beams,
-                        max_length=max_length,
-                        quality_in=str(quality_in) if first else None,
-                        quality_out=str(work / f"quality-{len(outputs)}.npz") if first else None)
-                    try:
-                        raw[v.name].append(_run_worker(v, spec))
-                    except EdgeLMError as e:
-                        results[v.name].error = first_line(e, 300)
-                        log.warning("%s failed: %s", v.name, results[v.name].error)
-                        continue
-                    if spec.quality_out:
-                        with np.load(spec.quality_out) as data:
-                            outputs[v.name] = {k: data[k] for k in data.files}
-        except KeyboardInterrupt:
-            report.interrupted = True
+        spec = WorkerSpec(
+            engine="", path="", task=task, threads=options.threads, device=options.device,
+            grid=[(b, s) for b in options.batch_sizes for s in options.seq_lens],
+            runs=options.runs, new_tokens=options.new_tokens, beams=options.beams,
+            max_length=min(manifest.max_length, PERPLEXITY_WINDOW)
+            if task is Task.TEXT_GENERATION else manifest.max_length,
+            quality_in=str(quality_in))
+        raw, outputs, report.interrupted = _rounds(variants, spec, results, options.rounds,
+                                                   work, progress)
     for name, out in outputs.items():
         _score(results[name], out, labels, outputs.get(PYTORCH) if name != PYTORCH else None)
     for v in variants:
         _summarize(results[v.name], raw[v.name], task)
     report.variants = list(results.values())
     return report
+
+
+def _check_lengths(task: Task, options: BenchOptions, positions: int) -> None:
+    extra = options.new_tokens if task is Task.TEXT_GENERATION else 0
+    too_long = [s for s in options.seq_lens if s + extra > positions]
+    if too_long:
+        what = f" + new_tokens={extra}" if extra else ""
+        raise ConfigError(f"seq_lens {too_long}{what} exceed the model's {positions} "
+                          "positions; pass shorter --seq-lens")
+
+
+def _recorded(options: BenchOptions) -> dict[str, Any]:
+    """The options as the report records them."""
+    return {"batch_sizes": list(options.batch_sizes), "seq_lens": list(options.seq_lens),
+            "threads": options.threads, "device": options.device.value,
+            "rounds": options.rounds, "runs": options.runs, "new_tokens": options.new_tokens,
+            "beams": options.beams, "data": str(options.data) if options.data else None,
+            "text": str(options.text) if options.text else None}
+
+
+def _rounds(variants: list[_Variant], template: WorkerSpec, results: dict[str, VariantResult],
+            rounds: int, work: Path, progress: Callable[[str, int, int], None] | None
+            ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, np.ndarray]], bool]:
+    """Every variant once per round, in order; quality outputs from the first round.
+
+    Returns each variant's worker reports, its quality outputs, and whether Ctrl-C
+    cut the rounds short. A failing variant gets its error and is skipped after.
+    """
+    raw: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    done = 0
+    try:
+        for round_index in range(rounds):
+            for v in variants:
+                done += 1
+                if results[v.name].error:
+                    continue
+                if progress:
+                    progress(f"round {round_index + 1}/{rounds}: {v.name}", done,
+                             rounds * len(variants))
+                first = round_index == 0
+                spec = replace(template, engine=v.engine, path=str(v.path),
+                               quality_in=template.quality_in if first else None,
+                               quality_out=str(work / f"quality-{done}.npz") if first else None)
+                try:
+                    raw[v.name].append(_run_worker(v, spec))
+                except EdgeLMError as e:
+                    results[v.name].error = first_line(e, 300)
+                    log.warning("%s failed: %s", v.name, results[v.name].error)
+                    continue
+                if spec.quality_out:
+                    with np.load(spec.quality_out) as data:
+                        outputs[v.name] = {k: data[k] for k in data.files}
+    except KeyboardInterrupt:
+        return raw, outputs, True
+    return raw, outputs, False
 
 
 def _score(result: VariantResult, out: dict[str, np.ndarray], labels: list[int] | None,
