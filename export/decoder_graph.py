@@ -13,6 +13,7 @@ One graph serves the prompt and every step. Its inputs:
     position_ids            int64 [batch, seq]   (learned positions only: GPT-2)
     seqlens_k               int32 [batch]        tokens in the cache after this call, minus 1
     total_sequence_length   int32 []             the longest of those, plus 1
+    logits_at               int64 [batch, k]     positions (in this call) whose logits to output
     past_key_values.N.key   float [batch, kv_heads, cache, head_size]  (and .value)
 
 Prompts are right-padded: each row's cache holds its own tokens from position 0,
@@ -191,6 +192,11 @@ class DecoderBuilder:
             following = self.norms(layer + 1)[0] if layer + 1 < self.layers \
                 else self.final_norm()
             x, residual = self.norm(out, residual, following, bias)
+        # Only the asked positions reach the output layer: the last prompt token when
+        # generating (a 16-token prompt's logits cost 16x less), every one when scoring.
+        at = g.one("Unsqueeze", ["logits_at", g.constant("logits_at.axes",
+                                                         np.array([-1], np.int64))])
+        x = g.one("GatherND", [x, at], batch_dims=1, name="logits_at.gather")
         if shared is not None:
             logits = self.linear.shared_projection(g, x, shared)
         else:
@@ -273,9 +279,10 @@ class DecoderBuilder:
             inputs.append(helper.make_tensor_value_info("position_ids", i64,
                                                         ["batch", "sequence"]))
         inputs += [helper.make_tensor_value_info("seqlens_k", i32, ["batch"]),
-                   helper.make_tensor_value_info("total_sequence_length", i32, [])]
+                   helper.make_tensor_value_info("total_sequence_length", i32, []),
+                   helper.make_tensor_value_info("logits_at", i64, ["batch", "positions"])]
         outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                                 ["batch", "sequence", self.vocab])]
+                                                 ["batch", "positions", self.vocab])]
         present = ["batch", self.kv_heads, "total_sequence_length", self.padded]
         for layer in range(self.layers):
             for kind in ("key", "value"):

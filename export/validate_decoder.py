@@ -78,7 +78,7 @@ def _compare(runner: DecoderRunner, model: torch.nn.Module, seqs: list[list[int]
              lengths: list[int], steps: int) -> tuple[float, int, int, float]:
     """Prefill right-padded rows, then `steps` cached steps; compare every real position."""
     prompts = [s[:n] for s, n in zip(seqs, lengths)]
-    logits, state = runner.prefill(prompts, max(lengths) + steps)
+    logits, state = runner.prefill(prompts, max(lengths) + steps, every_position=True)
     expected = [_torch_logits(model, s) for s in seqs]
     largest = max(float(np.abs(e).max()) for e in expected)
     worst, agree, total = 0.0, 0, 0
@@ -108,7 +108,7 @@ def _greedy_agreement(runner: DecoderRunner, model: torch.nn.Module, prompts: li
                                  do_sample=False,
                                  pad_token_id=info.eos_token_ids[0] if info.eos_token_ids else 0)
         sequence = out[0].tolist()
-        logits, _ = runner.prefill([sequence], len(sequence))
+        logits, _ = runner.prefill([sequence], len(sequence), every_position=True)
         predicted = logits[0, len(prompt) - 1 : len(sequence) - 1].argmax(-1)
         agree += int((predicted == np.array(sequence[len(prompt):])).sum())
         total += len(sequence) - len(prompt)

@@ -47,7 +47,7 @@ def test_fp16_decoder_graph_is_float16_and_agrees_with_transformers(name, export
         with torch.no_grad():
             out = model.generate(ids, max_new_tokens=24, min_new_tokens=24, do_sample=False,
                                  pad_token_id=tokenizer.eos_token_id)[0].tolist()
-        logits, _ = pipe.runner.prefill([out], len(out))
+        logits, _ = pipe.runner.prefill([out], len(out), every_position=True)
         predicted = logits[0, ids.shape[1] - 1 : -1].argmax(-1)
         agree += int((predicted == np.array(out[ids.shape[1]:])).sum())
         total += len(out) - ids.shape[1]

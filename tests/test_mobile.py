@@ -40,7 +40,7 @@ def test_decoder_ort_model_matches_onnx(exported, name):
     outputs = []
     for session in (onnx_session, ort_session):
         runner = DecoderRunner(session, manifest.decoder)
-        logits, state = runner.prefill([[5, 9, 30, 2], [7, 8]], 8)
+        logits, state = runner.prefill([[5, 9, 30, 2], [7, 8]], 8, every_position=True)
         step = runner.step(state, np.array([11, 12]))
         outputs.append((logits, step))
     for expected, got in zip(*outputs):

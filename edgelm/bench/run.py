@@ -83,8 +83,10 @@ def cache_root() -> Path:
 
 
 def _checkpoint_key(model_dir: Path) -> str:
-    """Changes when any file of the checkpoint (or edgelm's version) changes."""
+    """Changes when any file of the checkpoint, or the exporter's code, changes."""
     digest = hashlib.sha256(f"{model_dir.resolve()}|{__version__}".encode())
+    for source in sorted(Path(str(load_export().__file__)).parent.glob("*.py")):
+        digest.update(source.read_bytes())
     for p in sorted(model_dir.iterdir()):
         if p.is_file():
             stat = p.stat()

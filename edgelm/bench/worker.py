@@ -54,7 +54,7 @@ class OnnxEngine:
         return self.pipe.info.vocab_size
 
     def token_logits(self, ids: list[int]) -> np.ndarray:
-        logits, _ = self.pipe.runner.prefill([ids], len(ids))
+        logits, _ = self.pipe.runner.prefill([ids], len(ids), every_position=True)
         return logits[0]
 
 

@@ -42,9 +42,13 @@ class DecoderRunner:
             return DeviceCache.zeros(self.info, rows, capacity, self.dtype, self.gather)
         return HostCache.zeros(self.info, rows, capacity, self.dtype)
 
-    def prefill(self, prompts: list[list[int]], capacity: int, *, pad_id: int = 0
-                ) -> tuple[np.ndarray, DecodeState]:
-        """Logits [rows, width, vocab] for right-padded prompts, and the state after them."""
+    def prefill(self, prompts: list[list[int]], capacity: int, *, pad_id: int = 0,
+                every_position: bool = False) -> tuple[np.ndarray, DecodeState]:
+        """Right-padded prompts through the graph, and the state after them.
+
+        Logits [rows, vocab] at each row's last token; with every_position, [rows, width,
+        vocab] (scoring, validation).
+        """
         if any(not p for p in prompts):
             raise ConfigError("a prompt encodes to no tokens; pass non-empty text")
         width = max(len(p) for p in prompts)
@@ -58,8 +62,9 @@ class DecoderRunner:
         lengths = np.array([len(p) for p in prompts], dtype=np.int32)
         state = DecodeState(cache=self.new_cache(len(prompts), capacity), lengths=lengths)
         positions = np.broadcast_to(np.arange(width, dtype=np.int64), ids.shape)
-        logits = self._run(state, ids, positions, lengths - 1, width)
-        return logits, state
+        at = positions if every_position else (lengths - 1).astype(np.int64)[:, None]
+        logits = self._run(state, ids, positions, lengths - 1, width, at)
+        return (logits if every_position else logits[:, 0]), state
 
     def step(self, state: DecodeState, tokens: np.ndarray) -> np.ndarray:
         """Logits [rows, vocab] after appending one token to each row."""
@@ -67,21 +72,28 @@ class DecoderRunner:
             raise ConfigError(f"the cache holds {state.cache.capacity} tokens and is full")
         ids = tokens.astype(np.int64).reshape(-1, 1)
         positions = state.lengths.astype(np.int64).reshape(-1, 1)
-        logits = self._run(state, ids, positions, state.lengths, int(state.lengths.max()) + 1)
+        logits = self._run(state, ids, positions, state.lengths, int(state.lengths.max()) + 1,
+                           np.zeros((len(ids), 1), np.int64))
         state.lengths = state.lengths + 1
-        return logits[:, -1]
+        return logits[:, 0]
 
     def _run(self, state: DecodeState, ids: np.ndarray, positions: np.ndarray,
-             seqlens_k: np.ndarray, total: int) -> np.ndarray:
+             seqlens_k: np.ndarray, total: int, at: np.ndarray) -> np.ndarray:
+        """Logits [rows, len(at[0]), vocab] at positions `at` of this call."""
         io = self.session.io_binding()
         io.bind_cpu_input("input_ids", ids)
         if "position_ids" in self._inputs:
             io.bind_cpu_input("position_ids", np.ascontiguousarray(positions))
         io.bind_cpu_input("seqlens_k", seqlens_k.astype(np.int32))
         io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
+        if "logits_at" in self._inputs:
+            io.bind_cpu_input("logits_at", np.ascontiguousarray(at))
         io.bind_output("logits")  # first: get_outputs() keeps the binding order
         for name, value in state.cache.values.items():
             io.bind_ortvalue_input(f"past_key_values.{name}", value)
             io.bind_ortvalue_output(f"present.{name}", value)
         self.session.run_with_iobinding(io)
-        return io.get_outputs()[0].numpy()
+        logits = io.get_outputs()[0].numpy()
+        if "logits_at" not in self._inputs:  # exported before logits_at: every position
+            logits = np.take_along_axis(logits, at[:, :, None], axis=1)
+        return logits

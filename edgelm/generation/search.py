@@ -41,8 +41,7 @@ def sample_or_greedy(
     Rows already finished are fed pad_id and are not active.
     """
     rng = np.random.default_rng(config.seed)
-    logits, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
-    last = logits[np.arange(len(prompts)), state.lengths - 1]
+    last, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
     generated: list[list[int]] = [[] for _ in prompts]
     finished = np.zeros(len(prompts), dtype=bool)
     for step in range(config.max_new_tokens):
@@ -83,8 +82,7 @@ def beam_search(
     batch, beams, steps = len(prompts), config.num_beams, config.max_new_tokens
     keep = max(2, 1 + len(eos_ids)) * beams
     top_mask = np.arange(keep) < beams
-    logits, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
-    last = logits[np.arange(batch), state.lengths - 1]
+    last, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
     rows = np.repeat(np.arange(batch), beams)
     state.cache, state.lengths = state.cache.select(rows), state.lengths[rows]
     last = last[rows]

@@ -23,7 +23,7 @@ def main() -> None:
         out = [rows[0] for rows in pipe.generate_ids(ids, config)]
         texts = [r[0]["generated_text"] for r in pipe(inputs["texts"],
                                                        max_new_tokens=inputs["max_new_tokens"])]
-        logits, _ = pipe.runner.prefill([inputs["ids"]], len(inputs["ids"]))
+        logits, _ = pipe.runner.prefill([inputs["ids"]], len(inputs["ids"]), every_position=True)
         result = {"tokens": out, "texts": texts, "logits": logits[0].tolist()}
     else:
         result = {"outputs": pipe(inputs["texts"], top_k=len(pipe.manifest.labels))}
