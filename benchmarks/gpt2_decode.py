@@ -37,22 +37,23 @@ def gpt2_checkpoint() -> Path:
         torch.manual_seed(0)
         config = transformers.GPT2Config(architectures=["GPT2LMHeadModel"])  # 124M shapes
         transformers.GPT2LMHeadModel(config).eval().save_pretrained(folder)
-        _gpt2_tokenizer(folder)
+        bpe_tokenizer(folder, 50257, eos_id=50256, eos_token="<|endoftext|>")
     return folder
 
 
-def _gpt2_tokenizer(folder: Path) -> None:
-    """A byte-level BPE tokenizer of GPT-2's vocabulary size (speed only needs the ids)."""
+def bpe_tokenizer(folder: Path, vocab_size: int, *, eos_id: int, eos_token: str) -> None:
+    """A byte-level BPE tokenizer of the model's vocabulary size (speed only needs the ids):
+    the 256 byte symbols, then fillers t<id>, with eos at eos_id."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    ids = [i for i in range(vocab_size) if i != eos_id]
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(alphabet)}
-    vocab |= {f"t{i}": i for i in range(len(alphabet), 50256)} | {"<|endoftext|>": 50256}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    vocab = dict(zip(alphabet, ids)) | {f"t{i}": i for i in ids[len(alphabet):]}
+    tok = Tokenizer(models.BPE(vocab=vocab | {eos_token: eos_id}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos_token).save_pretrained(folder)
 
 
 def exported(checkpoint: Path, precision: str) -> Path:

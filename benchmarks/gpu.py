@@ -13,15 +13,16 @@ in alternating rounds; medians. Results: benchmarks/results/gpu.{md,json}.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from gpt2_decode import CACHE as BENCH_CACHE
+from gpt2_decode import bpe_tokenizer, gpt2_checkpoint
 from harness import Engine, hardware, run_alternating, write_results
 
 HERE = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("EDGELM_BENCH_CACHE", Path.home() / ".cache" / "edgelm-bench")) / "gpu"
+CACHE = BENCH_CACHE / "gpu"  # gpt2-124m comes from gpt2_decode's cache (the same checkpoint)
 SMOLLM2_SHAPES = {  # HuggingFaceTB/SmolLM2-135M's config.json
     "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
     "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
@@ -30,30 +31,23 @@ SMOLLM2_SHAPES = {  # HuggingFaceTB/SmolLM2-135M's config.json
 }
 
 
-def _tokenizer(folder: Path, vocab_size: int, *, wordpiece: bool = False) -> None:
-    """A tokenizer of the model's vocabulary size (speed needs only the ids)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def _wordpiece_tokenizer(folder: Path, vocab_size: int) -> None:
+    """A WordPiece tokenizer of BERT's vocabulary size (speed needs only the ids)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    if wordpiece:
-        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        vocab = {t: i for i, t in enumerate(specials)}
-        vocab |= {f"w{i}": i for i in range(len(specials), vocab_size)}
-        tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                cls_token="[CLS]", sep_token="[SEP]").save_pretrained(folder)
-        return
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {c: i + 1 for i, c in enumerate(alphabet)} | {"<eos>": 0}
-    vocab |= {f"t{i}": i for i in range(len(vocab), vocab_size)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(folder)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials)}
+    vocab |= {f"w{i}": i for i in range(len(specials), vocab_size)}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                            cls_token="[CLS]", sep_token="[SEP]").save_pretrained(folder)
 
 
 def checkpoint(name: str) -> Path:
+    if name == "gpt2-124m":
+        return gpt2_checkpoint()
     folder = CACHE / name
     if (folder / "model.safetensors").is_file():
         return folder
@@ -61,16 +55,16 @@ def checkpoint(name: str) -> Path:
     import transformers as tf
 
     torch.manual_seed(0)
-    if name == "gpt2-124m":
-        model = tf.GPT2LMHeadModel(tf.GPT2Config(architectures=["GPT2LMHeadModel"]))
-    elif name == "smollm2-135m-shapes":
+    if name == "smollm2-135m-shapes":
         model = tf.LlamaForCausalLM(tf.LlamaConfig(architectures=["LlamaForCausalLM"],
                                                    **SMOLLM2_SHAPES))
+        model.eval().save_pretrained(folder)
+        bpe_tokenizer(folder, model.config.vocab_size, eos_id=0, eos_token="<eos>")
     else:
         model = tf.BertForSequenceClassification(
             tf.BertConfig(num_labels=2, architectures=["BertForSequenceClassification"]))
-    model.eval().save_pretrained(folder)
-    _tokenizer(folder, model.config.vocab_size, wordpiece=name == "bert-base")
+        model.eval().save_pretrained(folder)
+        _wordpiece_tokenizer(folder, model.config.vocab_size)
     return folder
 
 

@@ -17,19 +17,15 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import hardware, write_results
 
+from edgelm.bench.system import rss_mb
+
 HERE = Path(__file__).resolve().parent
 CACHE = Path.home() / ".cache" / "edgelm-bench"
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def exported(checkpoint: Path, name: str, precision: str) -> Path:
@@ -39,6 +35,16 @@ def exported(checkpoint: Path, name: str, precision: str) -> Path:
     if not (out / "edgelm.json").is_file():
         export_model(checkpoint, out, ExportOptions(precision=precision, force=True))
     return out
+
+
+def soak(call: Callable[[int], None], calls: int, *, every: int) -> list[tuple[int, float]]:
+    """Make `calls` calls; RSS before the first and after every `every`-th."""
+    samples = [(0, rss_mb())]
+    for i in range(calls):
+        call(i)
+        if (i + 1) % every == 0:
+            samples.append((i + 1, rss_mb()))
+    return samples
 
 
 def main() -> None:
@@ -76,24 +82,14 @@ def main() -> None:
         generator.chat([{"role": "user", "content": prompts[i % len(prompts)]}],
                        max_new_tokens=16 + i % 17, do_sample=i % 2 == 1, seed=i, top_p=0.9)
 
-    samples: dict[str, list[tuple[int, float]]] = {"classification": [], "generation": []}
     start = time.perf_counter()
     for i in range(500):
         classify(i)
     for i in range(20):
         generate(i)
     warm = rss_mb()
-    samples["classification"].append((0, warm))
-    for i in range(args.calls):
-        classify(i)
-        if (i + 1) % 1000 == 0:
-            samples["classification"].append((i + 1, rss_mb()))
-    after_classification = rss_mb()
-    samples["generation"].append((0, after_classification))
-    for i in range(args.generations):
-        generate(i)
-        if (i + 1) % 20 == 0:
-            samples["generation"].append((i + 1, rss_mb()))
+    samples = {"classification": soak(classify, args.calls, every=1000),
+               "generation": soak(generate, args.generations, every=20)}
     end = rss_mb()
     growth = (end - warm) / warm * 100
     payload = {"hardware": hardware(), "threads": args.threads, "calls": args.calls,

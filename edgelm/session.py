@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -55,6 +56,7 @@ def create_session(
         ) from e
 
 
+@functools.cache
 def _preload_cuda_libraries() -> None:
     """Load CUDA and cuDNN from their pip packages (nvidia-*), so torch is not needed."""
     preload = getattr(ort, "preload_dlls", None)

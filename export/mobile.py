@@ -31,28 +31,26 @@ def write_ort(model: Path, staging: Path) -> list[str]:
     )
 
     with tempfile.TemporaryDirectory(dir=staging, prefix=".ort-") as work_dir:
-        work = Path(work_dir)
-        shutil.copyfile(model, work / "model.onnx")
-        weights = model.with_name(f"{model.name}.data")  # a decoder's external weights
-        if weights.is_file():
-            shutil.copyfile(weights, work / weights.name)
+        work = Path(work_dir)  # given one file, the converter writes only its outputs here
         log = io.StringIO()
         chatty = logging.getLogger("ort_format_model.utils")
         level, chatty.level = chatty.level, logging.WARNING
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                convert_onnx_models_to_ort(work, optimization_styles=[OptimizationStyle.Fixed],
-                                           target_platform="arm")
+                convert_onnx_models_to_ort(model, output_dir=work, target_platform="arm",
+                                           optimization_styles=[OptimizationStyle.Fixed])
         except Exception as e:
             raise ExportError(f"onnxruntime could not convert the model to ORT format ({e})") \
                 from e
         finally:
             chatty.setLevel(level)
-        if not (work / ORT_FILE).is_file():
+        ort_file, operators_file = work / f"{model.stem}.ort", \
+            work / f"{model.stem}.{OPERATORS_FILE}"
+        if not ort_file.is_file():
             raise ExportError("onnxruntime could not convert the model to ORT format: "
                               + log.getvalue().strip()[-300:])
-        shutil.move(work / ORT_FILE, staging / ORT_FILE)
-        shutil.move(work / OPERATORS_FILE, staging / OPERATORS_FILE)
+        shutil.move(ort_file, staging / ORT_FILE)
+        shutil.move(operators_file, staging / OPERATORS_FILE)
     return operators(staging / OPERATORS_FILE)
 
 

@@ -16,6 +16,7 @@ from edgelm.export.decoder_export import build_decoder_folder
 from edgelm.export.encoder_graph import export_encoder
 from edgelm.export.folder import MODEL_FILE, write_manifest
 from edgelm.export.optimize import KeepFloat
+from edgelm.export.quantize_weights import check_block_size
 from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
 from edgelm.export.validate import compare
 from edgelm.manifest import Manifest
@@ -45,9 +46,7 @@ class ExportOptions:
             raise ConfigError("keep_float applies to int8 only; drop it or use --precision int8")
         if self.task is not None:
             object.__setattr__(self, "task", Task.parse(self.task))
-        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or \
-                self.block_size < 16 or self.block_size & (self.block_size - 1):
-            raise ConfigError(f"block_size={self.block_size!r} must be a power of two >= 16")
+        check_block_size(self.block_size)
 
 
 def export_model(

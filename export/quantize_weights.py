@@ -26,6 +26,12 @@ from edgelm.errors import ConfigError
 Graph = Any  # decoder_graph.GraphWriter (kept untyped here to avoid a cycle)
 
 
+def check_block_size(block_size: object) -> None:
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or \
+            block_size < 16 or block_size & (block_size - 1):
+        raise ConfigError(f"block_size={block_size!r} must be a power of two >= 16")
+
+
 class LinearWriter:
     """Float: MatMul on the transposed weight; bias as a separate Add.
 
@@ -68,8 +74,7 @@ class NBitsWriter(LinearWriter):
         super().__init__(dtype)
         if bits not in (4, 8):
             raise ConfigError(f"bits={bits} must be 4 or 8")
-        if block_size < 16 or block_size & (block_size - 1):
-            raise ConfigError(f"block_size={block_size} must be a power of two >= 16")
+        check_block_size(block_size)
         self.bits, self.block_size, self.accuracy_level = bits, block_size, accuracy_level
         self.quantization = {
             "method": "weight-only blockwise (MatMulNBits)", "bits": bits,
@@ -145,13 +150,12 @@ class NBitsWriter(LinearWriter):
 
 def writer_for(precision: Any, *, block_size: int = 32,
                dtype: type[np.floating] = np.float32) -> LinearWriter:
-    """The writer for `precision`, its activations in `dtype` (float16 for fp16)."""
+    """The writer for `precision`, its activations in `dtype` (the caller picks float16 for
+    fp16 and CUDA)."""
     from edgelm.types import Precision
 
     if precision is Precision.INT8:
         return NBitsWriter(8, block_size=block_size, dtype=dtype)
     if precision is Precision.INT4:
         return NBitsWriter(4, block_size=block_size, dtype=dtype)
-    if precision is Precision.FP16:
-        return LinearWriter(np.float16)
     return LinearWriter(dtype)

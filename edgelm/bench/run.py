@@ -94,12 +94,11 @@ def _checkpoint_key(model_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _export(model_dir: Path, precision: Precision, device: Device, step: Progress) -> Path:
+def _export(model_dir: Path, key: str, precision: Precision, target: Target, step: Progress
+            ) -> Path:
     """The cached export of `model_dir` at `precision` (made once, then reused)."""
     export = load_export()
-    target = Target.CUDA if device is Device.CUDA else Target.CPU
-    out = cache_root() / f"{model_dir.name}-{_checkpoint_key(model_dir)}-{precision.value}" \
-        f"-{target.value}"
+    out = cache_root() / f"{model_dir.name}-{key}-{precision.value}-{target.value}"
     if (out / "edgelm.json").is_file():
         return out
     step(f"exporting {precision.value}")
@@ -132,9 +131,11 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
     folders: list[Path] = []
     if can_export:
         precisions = options.precisions if options.precisions is not None \
-            else options.precisions_for(_checkpoint_task(model_dir))
-        folders += [_export(model_dir, p, options.device, step) for p in precisions]
-    folders += [Path(f) for f in options.onnx]
+            else options.default_precisions(_checkpoint_task(model_dir))
+        key = _checkpoint_key(model_dir)
+        folders += [_export(model_dir, key, p, options.target, step) for p in precisions]
+    given = [Path(f) for f in options.onnx]
+    folders += given
     if not folders:
         raise ConfigError("nothing to measure: name precisions or --onnx folders")
     manifests = [read_manifest(f) for f in folders]
@@ -142,7 +143,8 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
     if len(tasks) > 1:
         raise ConfigError(f"the variants hold different tasks ({', '.join(tasks)}); "
                           "compare folders of one task")
-    source = _checkpoint_hash(model_dir) if can_export else None
+    # Exports made here are keyed by this checkpoint; only --onnx folders may come from another.
+    source = _checkpoint_hash(model_dir) if can_export and options.onnx else None
     variants = []
     if options.baseline and can_export:
         weights = ("*.safetensors", "*.bin", "*.pt")
@@ -155,7 +157,7 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
     for folder, manifest in zip(folders, manifests):
         name = _unique(f"edgelm {manifest.precision.value}", folder.name,
                        {v.name for v in variants})
-        if source is not None and manifest.source_sha256 != source:
+        if source is not None and folder in given and manifest.source_sha256 != source:
             notes.append(f"{folder} was exported from another checkpoint than {model_dir}: "
                          "its agreement with PyTorch compares different models")
         variants.append(_Variant(name=name, engine="onnx", path=folder,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelm.errors import ConfigError
-from edgelm.types import Device, Precision, Task
+from edgelm.types import Device, Precision, Target, Task
 
 ENCODER_PRECISIONS = (Precision.FP32, Precision.INT8)
 DECODER_PRECISIONS = (Precision.FP32, Precision.INT8, Precision.INT4)
@@ -22,7 +22,7 @@ def _positive(name: str, values: tuple[int, ...]) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class BenchOptions:
-    precisions: tuple[Precision, ...] | None = None  # None: see precisions_for
+    precisions: tuple[Precision, ...] | None = None  # None: see default_precisions
     onnx: tuple[Path, ...] = ()  # exported folders measured as they are
     data: Path | None = None  # JSONL/CSV with text and label: task accuracy
     text: Path | None = None  # plain text: decoder perplexity and token agreement
@@ -57,11 +57,15 @@ class BenchOptions:
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{path} is not a file")
 
-    def precisions_for(self, task: Task) -> tuple[Precision, ...]:
-        if self.precisions is not None:
-            return self.precisions
-        if self.device is Device.CUDA:
-            return (Precision.FP16,)  # --target cuda's default
+    @property
+    def target(self) -> Target:
+        """What the exports made for this run target."""
+        return Target.CUDA if self.device is Device.CUDA else Target.CPU
+
+    def default_precisions(self, task: Task) -> tuple[Precision, ...]:
+        """The variants measured when none are named."""
+        if self.target is not Target.CPU:
+            return (self.target.default_precision(),)
         return DECODER_PRECISIONS if task is Task.TEXT_GENERATION else ENCODER_PRECISIONS
 
 

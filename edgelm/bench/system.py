@@ -14,13 +14,27 @@ PACKAGES = ("edgelm", "onnxruntime", "onnxruntime-gpu", "tokenizers", "numpy", "
             "transformers")
 
 
-def peak_rss_mb() -> float:
-    """This process's high-water resident memory (VmHWM; ru_maxrss survives exec)."""
+def _status_mb(key: str) -> float | None:
+    """A memory line of /proc/self/status (Linux), in MB."""
     status = Path("/proc/self/status")
     if status.exists():
         for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
+    return None
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS); NaN where /proc is not there."""
+    now = _status_mb("VmRSS")
+    return float("nan") if now is None else now
+
+
+def peak_rss_mb() -> float:
+    """This process's high-water resident memory (VmHWM; ru_maxrss survives exec)."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource  # not Linux: ru_maxrss (KiB on most, bytes on macOS)
 
     scale = 1 / 1024 / 1024 if platform.system() == "Darwin" else 1 / 1024

@@ -41,9 +41,8 @@ class HostCache:
         return HostCache({name: np.ascontiguousarray(a[rows]) for name, a in self.arrays.items()})
 
     def reorder(self, rows: np.ndarray) -> None:
-        """Row i becomes row rows[i], in place (the buffers stay bound)."""
-        if np.array_equal(rows, np.arange(len(rows))):
-            return
+        """Row i becomes row rows[i], in place (the buffers stay bound); callers skip the
+        identity."""
         for a in self.arrays.values():
             a[:] = a[rows]
 
@@ -97,8 +96,6 @@ class DeviceCache:
 
     def reorder(self, rows: np.ndarray) -> None:
         """Row i becomes row rows[i]: gathered into the spare buffers, which are swapped in."""
-        if np.array_equal(rows, np.arange(len(rows))):
-            return
         if self._spare is None:
             self._spare = self._empty(self.shape[0])
         self.gather(self.values, rows, self._spare)

@@ -28,10 +28,9 @@ class DecodeState:
 class DecoderRunner:
     """Runs prefill and single-token steps of one decoder session."""
 
-    def __init__(self, session: ort.InferenceSession, info: DecoderInfo,
-                 gather: RowGather | None = None) -> None:
-        """`gather` given: the cache lives on the GPU (the session's CUDA device)."""
-        self.session, self.info, self.gather = session, info, gather
+    def __init__(self, session: ort.InferenceSession, info: DecoderInfo) -> None:
+        self.session, self.info = session, info
+        self.gather: RowGather | None = None  # set: the cache lives on the session's GPU
         inputs = {i.name: i.type for i in session.get_inputs()}
         self._inputs = set(inputs)
         self.dtype = np.float16 if inputs["past_key_values.0.key"] == "tensor(float16)" \
@@ -82,7 +81,7 @@ class DecoderRunner:
         """Logits [rows, len(at[0]), vocab] at positions `at` of this call."""
         io = self.session.io_binding()
         io.bind_cpu_input("input_ids", ids)
-        if "position_ids" in self._inputs:
+        if self.info.position_ids:
             io.bind_cpu_input("position_ids", np.ascontiguousarray(positions))
         io.bind_cpu_input("seqlens_k", seqlens_k.astype(np.int32))
         io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))

@@ -134,7 +134,9 @@ def beam_search(
         open_beams = not (done_flag.all() and config.early_stopping is True)
         if not (improvable.any() and open_beams and not hits.all()) or t + 1 == steps:
             break
-        state.cache.reorder((np.arange(batch)[:, None] * beams + parents).reshape(-1))
+        order = (np.arange(batch)[:, None] * beams + parents).reshape(-1)
+        if not np.array_equal(order, np.arange(len(order))):
+            state.cache.reorder(order)
         last = runner.step(state, running[:, :, t].reshape(-1))
     return [
         [Hypothesis(tokens=done[b, i, : done_len[b, i]].tolist(), score=float(done_scores[b, i]))

@@ -73,8 +73,6 @@ class Pipeline:
                 f"not {self.task.value}; use edgelm.Pipeline(folder)"
             )
         self.device = resolve_device(device)
-        if self.device is Device.CUDA:
-            _warn_slow_on_cuda(self.manifest)
         self.session = create_session(
             self.folder / self.manifest.model_file, device=self.device, threads=threads
         )
@@ -90,20 +88,15 @@ class Pipeline:
         return f"{type(self).__name__}({str(self.folder)!r}, {m.architecture}, {m.precision.value})"
 
 
-def _warn_slow_on_cuda(manifest: Manifest) -> None:
-    """int8 encoders run, but slowly, on onnxruntime's CUDA provider (decoders: see
-    TextGenerationPipeline._row_gather)."""
-    if manifest.precision is Precision.INT8 and manifest.decoder is None:
-        log.warning("int8 encoders run slower than fp16 on CUDA (onnxruntime#10267: its "
-                    "int8 operators have no fast CUDA kernels); export with --target cuda "
-                    "for fp16")
-
-
 class EncoderPipeline(Pipeline):
     """Shared by the encoder tasks: tokenize, batch by length, run the graph."""
 
     def __init__(self, folder: str | Path, **kwargs: Any) -> None:
         super().__init__(folder, **kwargs)
+        if self.device is Device.CUDA and self.manifest.precision is Precision.INT8:
+            log.warning("int8 encoders run slower than fp16 on CUDA (onnxruntime#10267: its "
+                        "int8 operators have no fast CUDA kernels); export with --target cuda "
+                        "for fp16")
         self.tokenizer = TextTokenizer(
             self.folder,
             max_length=self.manifest.max_length,

@@ -21,8 +21,7 @@ def main() -> None:
         config = edgelm.GenerationConfig(max_new_tokens=inputs["max_new_tokens"])
         ids = [pipe._encode(p, config) for p in inputs["texts"]]
         out = [rows[0] for rows in pipe.generate_ids(ids, config)]
-        texts = [r[0]["generated_text"] for r in pipe(inputs["texts"],
-                                                       max_new_tokens=inputs["max_new_tokens"])]
+        texts = [pipe._text(t, i, o, config) for t, i, o in zip(inputs["texts"], ids, out)]
         logits, _ = pipe.runner.prefill([inputs["ids"]], len(inputs["ids"]), every_position=True)
         result = {"tokens": out, "texts": texts, "logits": logits[0].tolist()}
     else:
