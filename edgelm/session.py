@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 
 _PROVIDERS = {Device.CPU: "CPUExecutionProvider", Device.CUDA: "CUDAExecutionProvider"}
 
+# onnxruntime would fuse the exported Add + LayerNormalization back into
+# SkipLayerNormalization at load, whose CPU kernel is ~3x slower (export/optimize.py).
+_DISABLED_FUSIONS = {Device.CPU: ["SkipLayerNormFusion"], Device.CUDA: []}
+
 
 def resolve_device(device: str | Device) -> Device:
     """'auto' becomes cuda when its provider is usable, else cpu."""
@@ -49,7 +53,8 @@ def create_session(
         _preload_cuda_libraries()
         providers.append(_PROVIDERS[Device.CPU])
     try:
-        return ort.InferenceSession(str(model_path), options, providers=providers)
+        return ort.InferenceSession(str(model_path), options, providers=providers,
+                                    disabled_optimizers=_DISABLED_FUSIONS[device])
     except Exception as e:  # onnxruntime raises bare RuntimeError subclasses
         raise ModelFolderError(
             f"onnxruntime cannot load {model_path} ({first_line(e, 200)}); export the model again"

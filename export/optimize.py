@@ -11,6 +11,7 @@ from typing import Any
 
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.optimizer import optimize_model
 
 from edgelm.export.specs import ArchSpec
@@ -24,14 +25,19 @@ INT8_OP_TYPES = ["MatMul", "Attention", "EmbedLayerNormalization"]
 
 
 def fuse(source: Path, target: Path, *, spec: ArchSpec, config: Any, gpu: bool = False) -> None:
-    """Fuse attention, layer norms and GELU; saved without runtime-specific layout.
+    """Fuse attention, embeddings and GELU (and, for the GPU, the residual layer norms).
 
-    `gpu`: the fusions meant for the CUDA provider's kernels.
+    `gpu`: the fusions meant for the CUDA provider's kernels. On the CPU the residual
+    stream stays Add + LayerNormalization: onnxruntime's CPU SkipLayerNormalization is
+    a scalar loop, ~3x slower than the two ops it replaces (0.32 vs 0.12 ms at 128x768,
+    2 threads, onnxruntime 1.32): 5 ms of BERT-base's 86 ms int8 call.
     """
+    options = FusionOptions(spec.optimizer_type)
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = gpu
     model = optimize_model(
         str(source), model_type=spec.optimizer_type,
         num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size),
-        opt_level=0, use_gpu=gpu,
+        optimization_options=options, opt_level=0, use_gpu=gpu,
     )
     model.save_model_to_file(str(target))
 

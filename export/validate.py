@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from edgelm.errors import ValidationError
 from edgelm.export.checkpoint import Checkpoint
 from edgelm.export.encoder_graph import GraphSignature, wrap
 from edgelm.manifest import Validation
-from edgelm.types import Precision, Task
+from edgelm.session import create_session
+from edgelm.types import Device, Precision, Task
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def compare(
     *, max_length: int,
 ) -> Validation:
     """Max |difference| and top-1 agreement over CASES; fp32 must be within tolerance."""
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = create_session(onnx_path, device=Device.CPU)  # as the runtime will run it
     module = wrap(checkpoint, sig)
     rng = np.random.default_rng(0)
     worst, agree, total, cos_min, cases = 0.0, 0, 0, 1.0, []

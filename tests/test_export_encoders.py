@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 import transformers
 
 import edgelm
+from edgelm import session
+from edgelm.types import Device
 from tests.fixtures import ENCODERS
 
 TEXTS = ["The quick brown fox.", "Café déjà vu 🙂", "short", "A much longer sentence " * 5]
@@ -88,7 +93,7 @@ def test_one_fused_attention_per_layer(name, precision, exported):
     ops = manifest["fused_ops"]
     attention = "Attention" if precision == "fp32" else "QAttention"
     assert ops.get(attention, 0) == LAYERS
-    assert ops.get("SkipLayerNormalization", 0) == 2 * LAYERS
+    assert ops.get("SkipLayerNormalization", 0) == 0  # slower on the CPU: see the next test
     assert ops.get("BiasGelu", 0) + ops.get("FastGelu", 0) == LAYERS
     validation = manifest["validation"]
     if precision == "fp32":
@@ -154,3 +159,20 @@ def test_entities_match_transformers_simple_aggregation(checkpoints, exported):
         assert got == want
         for a, b in zip(pipe(text), reference(text)):
             assert a["score"] == pytest.approx(float(b["score"]), abs=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_cpu_session_keeps_residual_layer_norms_unfused(precision, exported, tmp_path, monkeypatch):
+    """onnxruntime's load-time fusion must not bring back its slow CPU SkipLayerNormalization."""
+    plain = ort.SessionOptions
+
+    def recording_options() -> ort.SessionOptions:
+        options = plain()
+        options.optimized_model_filepath = str(tmp_path / "as-run.onnx")
+        return options
+
+    monkeypatch.setattr(session.ort, "SessionOptions", recording_options)
+    session.create_session(exported("bert-cls", precision) / "model.onnx", device=Device.CPU)
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "as-run.onnx")).graph.node)
+    assert ops["SkipLayerNormalization"] == 0
+    assert ops["LayerNormalization"] == 2 * LAYERS
