@@ -1,12 +1,12 @@
 """BERT-base shapes, batch 1, 128 tokens, 2 threads: edgelm vs PyTorch vs optimum.
 
-    python benchmarks/bert_base.py [--optimum-python PATH] [--rounds 5]
+    python benchmarks/bert_base.py [--optimum-python PATH] [--bursts 20] [--calls 10]
 
 Random weights of the real shapes (no BERT-base checkpoint ships offline).
 optimum-onnx needs transformers < 4.58, so it lives in its own venv:
     python -m venv .venv-optimum && .venv-optimum/bin/pip install torch==2.13.0 \
         'optimum-onnx[onnxruntime]==0.1.0' onnxruntime==1.32.0
-Each engine runs in its own process, in alternating rounds; medians reported.
+Each engine runs in its own process; the engines take turns in short bursts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Engine, hardware, run_alternating, write_results
+from harness import Engine, hardware, paired_ratio, run_interleaved, write_results
+
+from edgelm.bench.exports import cached_export
 
 HERE = Path(__file__).resolve().parent
 WORK = Path.home() / ".cache" / "edgelm-bench" / "bert-base"
@@ -42,14 +44,6 @@ def checkpoint() -> Path:
     return folder
 
 
-def edgelm_export(ckpt: Path, precision: str) -> Path:
-    out = WORK / f"edgelm-{precision}"
-    if not (out / "edgelm.json").exists():
-        subprocess.run([sys.executable, "-m", "edgelm", "export", str(ckpt), "-o", str(out),
-                        "--precision", precision, "--force", "-q"], check=True)
-    return out / "model.onnx"
-
-
 def optimum_exports(ckpt: Path, python: str, simd: list[str]) -> dict[str, Path]:
     cli = [python, "-m", "optimum.commands.optimum_cli"]
     fp32, o2, int8 = WORK / "optimum-fp32", WORK / "optimum-o2", WORK / "optimum-int8"
@@ -70,41 +64,50 @@ def optimum_exports(ckpt: Path, python: str, simd: list[str]) -> dict[str, Path]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--optimum-python", default=None)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--bursts", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=10, help="timed calls per burst")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     info = hardware()
     ckpt = checkpoint()
-    models = {"edgelm fp32": edgelm_export(ckpt, "fp32"), "edgelm int8": edgelm_export(ckpt, "int8")}
+    models = {f"edgelm {p}": cached_export(ckpt, p) / "model.onnx" for p in ("fp32", "int8")}
     if args.optimum_python:
         models.update(optimum_exports(ckpt, args.optimum_python, info["simd"]))
     worker = [sys.executable, str(HERE / "worker_encoder.py")]
     threads = ["--threads", str(args.threads)]
     engines = [Engine(name="PyTorch fp32", command=[*worker, "torch", str(ckpt), *threads])]
-    engines += [Engine(name=n, command=[*worker, "onnx", str(p), *threads]) for n, p in models.items()]
-    results = run_alternating(engines, args.rounds)
-    base = results["PyTorch fp32"].median("ms")
-    rows = []
-    for name, result in results.items():
-        size = models[name].stat().st_size / 1e6 if name in models else None
-        rows.append({"engine": name, "ms": result.median("ms"), "speedup_vs_pytorch": base / result.median("ms"),
-                     "size_mb": size, "peak_rss_mb": result.median("peak_rss_mb")})
+    # edgelm's graphs in the sessions its pipelines make; optimum's in bare sessions
+    engines += [Engine(name=n, command=[*worker, "edgelm" if n.startswith("edgelm") else "onnx",
+                                        str(p), *threads]) for n, p in models.items()]
+    results = run_interleaved(engines, bursts=args.bursts, calls=args.calls)
+    base = results["PyTorch fp32"]
+    rows = [{"engine": name, "ms": r.ms, "speedup_vs_pytorch": paired_ratio(base, r),
+             "size_mb": models[name].stat().st_size / 1e6 if name in models else None,
+             "peak_rss_mb": r.final["peak_rss_mb"], "burst_medians_ms": r.burst_medians()}
+            for name, r in results.items()]
     table = ["| engine | ms per call (median) | vs PyTorch | model MB | peak RSS MB |",
              "|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['size_mb']:.0f}" if r["size_mb"] else "-"
         table.append(f"| {r['engine']} | {r['ms']:.1f} | {r['speedup_vs_pytorch']:.2f}x | {size} | "
                      f"{r['peak_rss_mb']:.0f} |")
+    ratios = {}
     if args.optimum_python:
-        ratio = results["optimum int8"].median("ms") / results["edgelm int8"].median("ms")
-        table.append(f"\nedgelm int8 vs optimum int8: **{ratio:.2f}x**")
+        for p in ("fp32", "int8"):
+            ratios[p] = paired_ratio(results[f"optimum {p}"], results[f"edgelm {p}"])
+            table.append(f"\nedgelm {p} vs optimum {p}: **{ratios[p]:.2f}x** "
+                         f"(median over bursts of the paired ratio)")
     header = (f"# BERT-base shapes, batch 1, 128 tokens, {args.threads} threads\n\n"
               f"CPU: {info['cpu']} ({info['cores']} cores, {', '.join(info['simd'])}); "
-              f"{args.rounds} alternating rounds, each engine in its own process, 30 calls each.\n"
+              f"each engine loaded once in its own process; {args.bursts} bursts of "
+              f"{args.calls} calls per engine, engines taking turns (order rotating, 0.5 s "
+              f"pauses); speed-ups are medians of per-burst ratios.\n"
               f"Versions: {info['versions']}\n\nCommand: `python benchmarks/bert_base.py "
-              f"--optimum-python .venv-optimum/bin/python --rounds {args.rounds}`\n\n")
+              f"--optimum-python .venv-optimum/bin/python --bursts {args.bursts} "
+              f"--calls {args.calls}`\n\n")
     markdown = header + "\n".join(table) + "\n"
-    write_results(HERE / "results" / "bert_base", {"hardware": info, "rows": rows}, markdown)
+    write_results(HERE / "results" / "bert_base",
+                  {"hardware": info, "rows": rows, "vs_optimum": ratios}, markdown)
     print(markdown)
 
 

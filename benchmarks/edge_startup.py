@@ -22,8 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from gpt2_decode import CACHE, gpt2_checkpoint
+from gpt2_decode import gpt2_checkpoint
 from harness import hardware, write_results
+
+from edgelm.bench.exports import cached_export
 
 HERE = Path(__file__).resolve().parent
 HWM = ("print(json.dumps({'peak_rss_mb': int([l for l in open('/proc/self/status') "
@@ -35,15 +37,6 @@ EDGELM = ("import json, sys, edgelm\n"
 BARE = ("import json, sys, onnxruntime as ort\n"
         "options = ort.SessionOptions(); options.intra_op_num_threads = 2\n"
         "ort.InferenceSession(sys.argv[1] + '/model.onnx', options)\n" + HWM)
-
-
-def export(force: bool) -> Path:
-    from edgelm.export import ExportOptions, export_model
-
-    out = CACHE / "edge-gpt2-124m-int8"
-    if force or not (out / "edgelm.json").is_file():
-        export_model(gpt2_checkpoint(), out, ExportOptions(precision="int8", force=True))
-    return out
 
 
 def run(script: str, folder: Path) -> dict[str, float]:
@@ -65,10 +58,9 @@ def footprint(root: Path) -> dict[str, float] | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--reexport", action="store_true")
     parser.add_argument("--arm64-root", type=Path, default=Path("/tmp/edgelm-arm64"))
     args = parser.parse_args()
-    folder = export(args.reexport)
+    folder = cached_export(gpt2_checkpoint(), "int8")
     model_mb = sum(p.stat().st_size for p in folder.glob("model.onnx*")) / 1e6
     results: dict[str, list[dict[str, float]]] = {"edgelm": [], "bare onnxruntime": []}
     for _ in range(args.rounds):

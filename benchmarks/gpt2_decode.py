@@ -24,6 +24,8 @@ sys.path.insert(0, str(HERE))
 
 from harness import Engine, hardware, run_alternating, write_results  # noqa: E402
 
+from edgelm.bench.exports import cached_export  # noqa: E402
+
 CACHE = Path(os.environ.get("EDGELM_BENCH_CACHE", Path.home() / ".cache" / "edgelm-bench"))
 PRECISIONS = ("fp32", "int8", "int4")
 
@@ -54,15 +56,6 @@ def bpe_tokenizer(folder: Path, vocab_size: int, *, eos_id: int, eos_token: str)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos_token).save_pretrained(folder)
-
-
-def exported(checkpoint: Path, precision: str) -> Path:
-    from edgelm.export import ExportOptions, export_model
-
-    out = CACHE / f"{checkpoint.name}-edgelm-{precision}"
-    if not (out / "edgelm.json").is_file():
-        export_model(checkpoint, out, ExportOptions(precision=precision, force=True))
-    return out
 
 
 def ct2_converted(checkpoint: Path, quantization: str, ct2_python: str) -> Path:
@@ -110,7 +103,7 @@ def main() -> None:
         checkpoint = checkpoints[name]()
         engines = [Engine(name="PyTorch fp32", command=[*worker, "torch", str(checkpoint), *threads])]
         for precision in PRECISIONS:
-            folder = exported(checkpoint, precision)
+            folder = cached_export(checkpoint, precision)
             engines.append(Engine(name=f"edgelm {precision}",
                                   command=[*worker, "edgelm", str(folder), *threads]))
         if args.ct2_python and name == "gpt2":

@@ -13,13 +13,14 @@ in alternating rounds; medians. Results: benchmarks/results/gpu.{md,json}.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 from gpt2_decode import CACHE as BENCH_CACHE
 from gpt2_decode import bpe_tokenizer, gpt2_checkpoint
 from harness import Engine, hardware, run_alternating, write_results
+
+from edgelm.bench.exports import cached_export
 
 HERE = Path(__file__).resolve().parent
 CACHE = BENCH_CACHE / "gpu"  # gpt2-124m comes from gpt2_decode's cache (the same checkpoint)
@@ -68,14 +69,6 @@ def checkpoint(name: str) -> Path:
     return folder
 
 
-def exported(ckpt: Path) -> Path:
-    out = CACHE / f"{ckpt.name}-edgelm-fp16-cuda"
-    if not (out / "edgelm.json").is_file():
-        subprocess.run([sys.executable, "-m", "edgelm", "export", str(ckpt), "-o", str(out),
-                        "--target", "cuda", "--force", "-q"], check=True)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -90,7 +83,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     for name in ("gpt2-124m", "smollm2-135m-shapes"):
         ckpt = checkpoint(name)
-        folder = exported(ckpt)
+        folder = cached_export(ckpt, "fp16", "cuda")
         worker = [*python, str(HERE / "worker_decoder.py")]
         common = ["--device", "cuda", "--threads", "4", "--batches", args.batches, "--runs", "3"]
         results = run_alternating([
@@ -114,13 +107,13 @@ def main() -> None:
             cells += [f"{r.median('ttft_ms'):.1f}", f"{r.median('beam_tokens_per_s'):.1f}"]
             lines.append(f"| {engine} | " + " | ".join(cells) + " |")
     ckpt = checkpoint("bert-base")
-    folder = exported(ckpt)
+    folder = cached_export(ckpt, "fp16", "cuda")
     worker = [*python, str(HERE / "worker_encoder.py")]
     common = ["--device", "cuda", "--threads", "4", "--batch", "32", "--length", "128",
               "--runs", "50"]
     results = run_alternating([
         Engine(name="PyTorch fp16", command=[*worker, "torch", str(ckpt), *common]),
-        Engine(name="edgelm fp16", command=[*worker, "onnx", str(folder / "model.onnx"),
+        Engine(name="edgelm fp16", command=[*worker, "edgelm", str(folder / "model.onnx"),
                                             *common]),
     ], args.rounds)
     payload["models"]["bert-base"] = {k: r.rounds for k, r in results.items()}

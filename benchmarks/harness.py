@@ -1,7 +1,13 @@
-"""A small harness: each engine in its own process, alternating rounds, medians.
+"""A small harness: each engine in its own process, alternating, medians.
 
 In one process PyTorch's OpenMP threads keep spinning after a call and skew
-the next engine's figures, so every measurement is a fresh worker process.
+the next engine's figures, so every engine runs in a worker process of its own.
+
+run_alternating starts a fresh worker per engine and round. run_interleaved
+keeps one loaded worker per engine and asks each in turn for a short burst of
+calls, with a pause between bursts for spinning threads to settle: engines are
+compared a second apart instead of minutes apart, which matters on a shared
+machine whose speed drifts by 20% over minutes.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgelm.bench.system import hardware, peak_rss_mb
 
-__all__ = ["Engine", "Result", "hardware", "peak_rss_mb", "run_alternating", "write_results"]
+__all__ = ["Engine", "Interleaved", "Result", "hardware", "paired_ratio", "peak_rss_mb",
+           "run_alternating", "run_interleaved", "write_results"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,9 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_alternating(engines: list[Engine], rounds: int) -> dict[str, Result]:
     results = {e.name: Result(name=e.name) for e in engines}
-    # Workers run by another environment's Python (CTranslate2's) still import edgelm.bench.
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONPATH": path}
+    env = _env()
     for r in range(rounds):
         for engine in engines:
             done = subprocess.run(engine.command, capture_output=True, text=True, env=env)
@@ -52,6 +58,80 @@ def run_alternating(engines: list[Engine], rounds: int) -> dict[str, Result]:
             print(f"round {r + 1}/{rounds} {engine.name}: {results[engine.name].rounds[-1]}",
                   file=sys.stderr)
     return results
+
+
+@dataclass(kw_only=True)
+class Interleaved:
+    """Per engine: every call's ms, grouped by burst; what the worker reported at its end."""
+
+    name: str
+    bursts: list[list[float]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ms(self) -> float:
+        return statistics.median(t for burst in self.bursts for t in burst)
+
+    def burst_medians(self) -> list[float]:
+        return [statistics.median(burst) for burst in self.bursts]
+
+
+def paired_ratio(slower: Interleaved, faster: Interleaved) -> float:
+    """Median over bursts of slower/faster, each pair measured seconds apart."""
+    return statistics.median(
+        a / b for a, b in zip(slower.burst_medians(), faster.burst_medians()))
+
+
+def _env() -> dict[str, str]:
+    # Workers run by another environment's Python (CTranslate2's) still import edgelm.bench.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def run_interleaved(engines: list[Engine], *, bursts: int, calls: int, pause_s: float = 0.5
+                    ) -> dict[str, Interleaved]:
+    """Each engine.command + ['--serve'] loads once, then serves `bursts` bursts of `calls`.
+
+    Protocol (one line each way): the worker prints a JSON line when loaded; given a
+    number N it makes one untimed call and N timed ones and prints their ms as a JSON
+    list; at end of input it prints a final JSON object (peak RSS, load time) and exits.
+    The order of engines rotates from burst to burst.
+    """
+    results = {e.name: Interleaved(name=e.name) for e in engines}
+    workers: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for engine in engines:
+            worker = subprocess.Popen([*engine.command, "--serve"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, env=_env())
+            workers[engine.name] = worker
+            _reply(engine.name, worker)
+        for b in range(bursts):
+            for engine in engines[b % len(engines):] + engines[:b % len(engines)]:
+                worker = workers[engine.name]
+                assert worker.stdin is not None
+                worker.stdin.write(f"{calls}\n")
+                worker.stdin.flush()
+                results[engine.name].bursts.append(_reply(engine.name, worker))
+                time.sleep(pause_s)
+            print(f"burst {b + 1}/{bursts}: " + ", ".join(
+                f"{n} {r.bursts[-1][len(r.bursts[-1]) // 2]:.1f}" for n, r in results.items()),
+                file=sys.stderr)
+        for name, worker in workers.items():
+            out, _ = worker.communicate(timeout=120)
+            results[name].final = json.loads(out.strip().splitlines()[-1])
+    finally:
+        for worker in workers.values():
+            if worker.poll() is None:
+                worker.kill()
+    return results
+
+
+def _reply(name: str, worker: subprocess.Popen[str]) -> Any:
+    assert worker.stdout is not None
+    line = worker.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{name} stopped (exit code {worker.wait()})")
+    return json.loads(line)
 
 
 def write_results(path: Path, payload: dict[str, Any], markdown: str) -> None:

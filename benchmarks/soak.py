@@ -22,19 +22,11 @@ from pathlib import Path
 
 from harness import hardware, write_results
 
+from edgelm.bench.exports import cached_export
 from edgelm.bench.system import rss_mb
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path.home() / ".cache" / "edgelm-bench"
-
-
-def exported(checkpoint: Path, name: str, precision: str) -> Path:
-    from edgelm.export import ExportOptions, export_model
-
-    out = CACHE / f"soak-{name}-{precision}"
-    if not (out / "edgelm.json").is_file():
-        export_model(checkpoint, out, ExportOptions(precision=precision, force=True))
-    return out
 
 
 def soak(call: Callable[[int], None], calls: int, *, every: int) -> list[tuple[int, float]]:
@@ -60,8 +52,8 @@ def main() -> None:
         inputs = CACHE / "soak-inputs.json"
         inputs.write_text(json.dumps({
             "texts": [t for t, _ in sentiment_holdout()],
-            "classifier": str(exported(sentiment_classifier_dir(), "classifier", "int8")),
-            "generator": str(exported(smollm2_dir(), "smollm2", "int4"))}))
+            "classifier": str(cached_export(sentiment_classifier_dir(), "int8")),
+            "generator": str(cached_export(smollm2_dir(), "int4"))}))
         subprocess.run([sys.executable, __file__, *sys.argv[1:], "--inputs", str(inputs)],
                        check=True)
         return

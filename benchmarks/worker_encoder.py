@@ -1,7 +1,8 @@
 """One measurement in a fresh process: median ms per call of one encoder engine.
 
     python worker_encoder.py torch CHECKPOINT --threads 2
-    python worker_encoder.py onnx MODEL.onnx --threads 2
+    python worker_encoder.py onnx MODEL.onnx --threads 2      (a bare onnxruntime session)
+    python worker_encoder.py edgelm MODEL.onnx --threads 2    (edgelm's session factory)
     python worker_encoder.py torch CHECKPOINT --device cuda   (fp16 on the GPU; onnx alike)
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from harness import peak_rss_mb  # this folder is on sys.path when run as a script
@@ -56,29 +59,60 @@ def onnx_call(path: str, threads: int, feed: dict[str, np.ndarray], device: str)
     return lambda: session.run(None, {n: feed[n] for n in names})
 
 
+def edgelm_call(path: str, threads: int, feed: dict[str, np.ndarray], device: str):
+    """The graph in the session edgelm's pipelines create (same options as in an app)."""
+    from edgelm.session import create_session
+    from edgelm.types import Device
+
+    session = create_session(Path(path), device=Device(device), threads=threads)
+    names = [i.name for i in session.get_inputs()]
+    return lambda: session.run(None, {n: feed[n] for n in names})
+
+
+ENGINES = {"torch": torch_call, "onnx": onnx_call, "edgelm": edgelm_call}
+
+
+def timed(call, runs: int) -> list[float]:
+    """ms of each of `runs` calls."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - t))
+    return times
+
+
+def serve(call, load_s: float) -> None:
+    """harness.run_interleaved's protocol: bursts of calls on request, until end of input."""
+    print(json.dumps({"loaded": True}), flush=True)
+    for line in sys.stdin:
+        call()  # the other engines ran since: one untimed call to settle
+        print(json.dumps(timed(call, int(line))), flush=True)
+    print(json.dumps({"load_s": load_s, "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("engine", choices=["torch", "onnx"])
+    parser.add_argument("engine", choices=list(ENGINES))
     parser.add_argument("path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--serve", action="store_true", help="bursts on request (harness)")
     args = parser.parse_args()
     feed = inputs(args.batch, args.length)
     start = time.perf_counter()
-    engine = torch_call if args.engine == "torch" else onnx_call
-    call = engine(args.path, args.threads, feed, args.device)
+    call = ENGINES[args.engine](args.path, args.threads, feed, args.device)
     load_s = time.perf_counter() - start
     for _ in range(5):
         call()
-    times = []
-    for _ in range(args.runs):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    print(json.dumps({"ms": 1000 * statistics.median(times), "load_s": load_s,
+    if args.serve:
+        serve(call, load_s)
+        return
+    times = timed(call, args.runs)
+    print(json.dumps({"ms": statistics.median(times), "load_s": load_s,
                       "peak_rss_mb": peak_rss_mb()}))
 
 

@@ -10,10 +10,8 @@ perplexity) is measured once, in the first round.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from edgelm import __version__
 from edgelm._extras import load_export
 from edgelm.bench.data import (
     SAMPLE_PARAGRAPH,
@@ -34,12 +31,13 @@ from edgelm.bench.data import (
     load_labelled,
     read_text,
 )
+from edgelm.bench.exports import cached_export, checkpoint_key
 from edgelm.bench.spec import BenchOptions, Point, VariantResult, WorkerSpec
 from edgelm.bench.system import hardware
 from edgelm.errors import ConfigError, EdgeLMError, MissingDependencyError, first_line
 from edgelm.manifest import Manifest, read_manifest
 from edgelm.tokenizer import load_tokenizer
-from edgelm.types import Device, Precision, Target, Task
+from edgelm.types import Device, Task
 
 log = logging.getLogger(__name__)
 
@@ -78,35 +76,6 @@ def folder_size_mb(path: Path, patterns: tuple[str, ...] = ("*",)) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("EDGELM_CACHE", Path.home() / ".cache" / "edgelm")) / "bench"
-
-
-def _checkpoint_key(model_dir: Path) -> str:
-    """Changes when any file of the checkpoint, or the exporter's code, changes."""
-    digest = hashlib.sha256(f"{model_dir.resolve()}|{__version__}".encode())
-    for source in sorted(Path(str(load_export().__file__)).parent.glob("*.py")):
-        digest.update(source.read_bytes())
-    for p in sorted(model_dir.iterdir()):
-        if p.is_file():
-            stat = p.stat()
-            digest.update(f"{p.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:12]
-
-
-def _export(model_dir: Path, key: str, precision: Precision, target: Target, step: Progress
-            ) -> Path:
-    """The cached export of `model_dir` at `precision` (made once, then reused)."""
-    export = load_export()
-    out = cache_root() / f"{model_dir.name}-{key}-{precision.value}-{target.value}"
-    if (out / "edgelm.json").is_file():
-        return out
-    step(f"exporting {precision.value}")
-    export.export_model(model_dir, out, export.ExportOptions(precision=precision, target=target,
-                                                             force=True))
-    return out
-
-
 def _checkpoint_task(model_dir: Path) -> Task:
     """Text generation for causal LMs (from config.json's architectures), else an encoder task."""
     path = model_dir / "config.json"
@@ -132,8 +101,9 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
     if can_export:
         precisions = options.precisions if options.precisions is not None \
             else options.default_precisions(_checkpoint_task(model_dir))
-        key = _checkpoint_key(model_dir)
-        folders += [_export(model_dir, key, p, options.target, step) for p in precisions]
+        key = checkpoint_key(model_dir)
+        folders += [cached_export(model_dir, p, options.target, key=key, step=step)
+                    for p in precisions]
     given = [Path(f) for f in options.onnx]
     folders += given
     if not folders:

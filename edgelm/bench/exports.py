@@ -1,0 +1,53 @@
+"""Exports made once per checkpoint, precision and target, then reused.
+
+A cached folder is found again while neither the checkpoint's files nor the
+exporter's code change: its name carries a digest of both. `edgelm bench` and
+the scripts in benchmarks/ share this cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from edgelm import __version__
+from edgelm._extras import load_export
+from edgelm.types import Precision, Target
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGELM_CACHE", Path.home() / ".cache" / "edgelm")) / "bench"
+
+
+def checkpoint_key(model_dir: Path) -> str:
+    """Changes when any file of the checkpoint, or the exporter's code, changes."""
+    digest = hashlib.sha256(f"{model_dir.resolve()}|{__version__}".encode())
+    for source in sorted(Path(str(load_export().__file__)).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    for p in sorted(model_dir.iterdir()):
+        if p.is_file():
+            stat = p.stat()
+            digest.update(f"{p.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def cached_export(model_dir: str | Path, precision: str | Precision,
+                  target: str | Target = Target.CPU, *, key: str | None = None,
+                  step: Callable[[str], None] | None = None) -> Path:
+    """The export of `model_dir` at `precision` for `target`: made once, then reused.
+
+    `key`: checkpoint_key(model_dir), when the caller computed it already.
+    """
+    model_dir, precision, target = Path(model_dir), Precision(precision), Target(target)
+    key = key or checkpoint_key(model_dir)
+    out = cache_root() / f"{model_dir.name}-{key}-{precision.value}-{target.value}"
+    if (out / "edgelm.json").is_file():
+        return out
+    if step is not None:
+        step(f"exporting {precision.value}")
+    export = load_export()
+    export.export_model(model_dir, out, export.ExportOptions(precision=precision, target=target,
+                                                             force=True))
+    return out
