@@ -38,3 +38,32 @@ class TextStream:
         after = self._decode(self.ids[self.prefix :])
         self.prefix = self.read = len(self.ids)
         return after[len(before):]
+
+
+class StopStrings:
+    """Each row's continuation, decoded as it grows; finishes a row at a stop string.
+
+    Called once per new token (search.StopCheck). Only the new piece and the
+    few characters before it that a stop string could span are searched, so the
+    cost per token does not grow with the prompt or the continuation.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, rows: list[list[int]], stops: tuple[str, ...]
+                 ) -> None:
+        self.stops = stops
+        self.reach = max((len(s) for s in stops), default=1) - 1
+        self.streams = [TextStream(tokenizer, row) for row in rows]
+        self.texts = [""] * len(rows)
+
+    def __call__(self, row: int, generated: list[int]) -> bool:
+        piece = self.streams[row].push(generated[-1])
+        if not piece:
+            return False
+        self.texts[row] += piece
+        tail = self.texts[row][-(len(piece) + self.reach):]
+        return any(s in tail for s in self.stops)
+
+    def finish(self, row: int) -> str:
+        """The row's whole continuation, characters held back included."""
+        self.texts[row] += self.streams[row].flush()
+        return self.texts[row]

@@ -14,7 +14,7 @@ from edgelm.generation.chat import load_template, render
 from edgelm.generation.config import GenerationConfig
 from edgelm.generation.runner import DecoderRunner
 from edgelm.generation.search import beam_search, sample_or_greedy
-from edgelm.generation.streaming import TextStream
+from edgelm.generation.streaming import StopStrings
 from edgelm.manifest import DecoderInfo, inside
 from edgelm.pipelines.base import Pipeline
 from edgelm.tokenizer import check_texts, load_tokenizer
@@ -71,7 +71,7 @@ class TextGenerationPipeline(Pipeline):
             return [[h.tokens for h in hyps] for hyps in found]
         rows = [p for p in prompts for _ in range(config.num_return_sequences)]
         out: list[list[int]] = [[] for _ in rows]
-        stops = _StopStrings(self, rows, config.stop) if config.stop else None
+        stops = StopStrings(self.tokenizer, rows, config.stop) if config.stop else None
         for tokens, active in sample_or_greedy(self.runner, rows, config, self.eos_ids,
                                                pad_id=self.pad_id, stopped=stops):
             for row in np.flatnonzero(active):
@@ -117,18 +117,17 @@ class TextGenerationPipeline(Pipeline):
         return RowGather(inside(self.folder, info.cache_reorder_file))
 
     def _stream_ids(self, ids: list[int], config: GenerationConfig) -> Iterator[str]:
-        stream, text, sent = TextStream(self.tokenizer, ids), "", 0
-        stops = _StopStrings(self, [ids], config.stop) if config.stop else None
-        for tokens, _ in sample_or_greedy(self.runner, [ids], config, self.eos_ids,
-                                          pad_id=self.pad_id, stopped=stops):
-            text += stream.push(int(tokens[0]))
+        follow, sent = StopStrings(self.tokenizer, [ids], config.stop), 0
+        for _ in sample_or_greedy(self.runner, [ids], config, self.eos_ids,
+                                  pad_id=self.pad_id, stopped=follow):
+            text = follow.texts[0]
             end, stopped = _shown(text, config.stop)
             if end > sent:
                 yield text[sent:end]
                 sent = end
             if stopped:
                 return
-        text += stream.flush()
+        text = follow.finish(0)
         end, _ = _shown(text, config.stop, final=True)
         if end > sent:
             yield text[sent:end]
@@ -151,31 +150,15 @@ class TextGenerationPipeline(Pipeline):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def continuation(self, prompt_ids: list[int], generated: list[int],
-                     prompt_text_length: int | None = None) -> str:
+    def continuation(self, prompt_ids: list[int], generated: list[int]) -> str:
         """As transformers' pipeline: the decoded sequence after the prompt's own text."""
-        if prompt_text_length is None:
-            prompt_text_length = len(self._decode(prompt_ids))
-        return self._decode(prompt_ids + generated)[prompt_text_length:]
+        return self._decode(prompt_ids + generated)[len(self._decode(prompt_ids)):]
 
     def _text(self, prompt: str, prompt_ids: list[int], generated: list[int],
               config: GenerationConfig) -> str:
         text = self.continuation(prompt_ids, generated)
         text = text[: _shown(text, config.stop, final=True)[0]]
         return prompt + text if config.return_full_text else text
-
-
-class _StopStrings:
-    """Finishes a row once its continuation contains a stop string."""
-
-    def __init__(self, pipe: TextGenerationPipeline, rows: list[list[int]],
-                 stops: tuple[str, ...]) -> None:
-        self.pipe, self.rows, self.stops = pipe, rows, stops
-        self.prompt_lengths = [len(pipe._decode(r)) for r in rows]
-
-    def __call__(self, row: int, generated: list[int]) -> bool:
-        text = self.pipe.continuation(self.rows[row], generated, self.prompt_lengths[row])
-        return any(s in text for s in self.stops)
 
 
 def _shown(text: str, stops: tuple[str, ...], *, final: bool = False) -> tuple[int, bool]:
