@@ -71,13 +71,17 @@ def spec_for(model_type: str) -> ArchSpec:
     return SPECS[model_type]
 
 
-def detect_task(config: Any, spec: ArchSpec) -> Task:
-    """The task named by config.architectures; feature-extraction when it says nothing."""
-    for architecture in config.architectures or []:
+def named_task(architectures: list[str] | None) -> Task:
+    """The task config.architectures names; feature-extraction when it names none."""
+    for architecture in architectures or []:
         for suffix, task in _TASK_BY_SUFFIX:
             if architecture.endswith(suffix):
-                return check_task(task, spec)
-    return check_task(Task.FEATURE_EXTRACTION, spec)
+                return task
+    return Task.FEATURE_EXTRACTION
+
+
+def detect_task(config: Any, spec: ArchSpec) -> Task:
+    return check_task(named_task(config.architectures), spec)
 
 
 def check_task(task: Task, spec: ArchSpec) -> Task:

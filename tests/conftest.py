@@ -50,3 +50,20 @@ def minilm_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("minilm") / "fp32"
     export_model(minilm_dir(), out, ExportOptions(precision="fp32"))
     return out
+
+
+@pytest.fixture(scope="session")
+def reference(checkpoints: dict[str, Path]):
+    """reference(name) -> (transformers model, tokenizer) of a tiny decoder, loaded once."""
+    import transformers
+
+    cache: dict[str, tuple] = {}
+
+    def get(name: str) -> tuple:
+        if name not in cache:
+            folder = checkpoints[name]
+            cache[name] = (transformers.AutoModelForCausalLM.from_pretrained(folder).eval(),
+                           transformers.AutoTokenizer.from_pretrained(folder))
+        return cache[name]
+
+    return get

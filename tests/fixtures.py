@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 from tokenizers import (
@@ -168,3 +169,33 @@ def build_decoder(name: str, folder: Path, seed: int = 0) -> Path:
         model.get_output_embeddings().weight[0] *= 2.0
     model.eval().save_pretrained(folder)
     return folder
+
+
+DECODER_PROMPTS = [
+    "The quick brown fox",
+    "Edge devices run",
+    "Café déjà vu",
+    "東京は日本",
+    "I loved this movie; the acting was wonderful and the plot gripping.",
+]
+
+
+def teacher_forced(model, tokenizer, runner, prompt: str, new_tokens: int
+                   ) -> tuple[list[int], int, np.ndarray]:
+    """transformers' greedy continuation of `prompt`, fed whole through the ONNX runner.
+
+    Returns the sequence, the prompt's length and the runner's logits at every position.
+    """
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.eos_token_id)[0].tolist()
+    logits, _ = runner.prefill([out], len(out), every_position=True)
+    return out, ids.shape[1], logits[0]
+
+
+def agreement(sequence: list[int], prompt_length: int, logits: np.ndarray) -> tuple[int, int]:
+    """How many of the continuation's tokens the logits' argmax predicts, and of how many."""
+    predicted = logits[prompt_length - 1 : -1].argmax(-1)
+    return int((predicted == np.array(sequence[prompt_length:])).sum()), \
+        len(sequence) - prompt_length

@@ -18,7 +18,7 @@ import transformers
 import edgelm
 from edgelm.cli import main
 from edgelm.manifest import inside, read_manifest
-from tests.fixtures import DECODERS
+from tests.fixtures import DECODER_PROMPTS, DECODERS, agreement, teacher_forced
 
 
 def test_cuda_target_defaults_to_fp16_and_is_recorded(exported):
@@ -29,7 +29,7 @@ def test_cuda_target_defaults_to_fp16_and_is_recorded(exported):
 
 
 @pytest.mark.parametrize("name", list(DECODERS))
-def test_fp16_decoder_graph_is_float16_and_agrees_with_transformers(name, exported, checkpoints):
+def test_fp16_decoder_graph_is_float16_and_agrees_with_transformers(name, exported, reference):
     folder = exported(name, "fp16", "cuda")
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     types = {i.name: i.type.tensor_type.elem_type for i in [*graph.input, *graph.output]}
@@ -38,19 +38,12 @@ def test_fp16_decoder_graph_is_float16_and_agrees_with_transformers(name, export
     weights = [t for t in graph.initializer if t.data_type in (onnx.TensorProto.FLOAT,
                                                                 onnx.TensorProto.FLOAT16)]
     assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
-    model = transformers.AutoModelForCausalLM.from_pretrained(checkpoints[name]).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoints[name])
+    model, tokenizer = reference(name)
     pipe = edgelm.Pipeline(folder, device="cpu")
     agree = total = 0
-    for prompt in ["The quick brown fox", "Edge devices run", "Café déjà vu"]:
-        ids = tokenizer(prompt, return_tensors="pt").input_ids
-        with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=24, min_new_tokens=24, do_sample=False,
-                                 pad_token_id=tokenizer.eos_token_id)[0].tolist()
-        logits, _ = pipe.runner.prefill([out], len(out), every_position=True)
-        predicted = logits[0, ids.shape[1] - 1 : -1].argmax(-1)
-        agree += int((predicted == np.array(out[ids.shape[1]:])).sum())
-        total += len(out) - ids.shape[1]
+    for prompt in DECODER_PROMPTS[:3]:
+        counts = agreement(*teacher_forced(model, tokenizer, pipe.runner, prompt, 24))
+        agree, total = agree + counts[0], total + counts[1]
     assert agree / total >= 0.9, f"{name}: {agree}/{total}"
 
 

@@ -13,30 +13,9 @@ import transformers
 
 import edgelm
 from edgelm.generation.config import GenerationConfig
-from tests.fixtures import DECODERS
+from tests.fixtures import DECODER_PROMPTS, DECODERS
 
-PROMPTS = [
-    "The quick brown fox",
-    "Edge devices run",
-    "Café déjà vu",
-    "東京は日本",
-    "I loved this movie; the acting was wonderful and the plot gripping.",
-]
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoints):
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            folder = checkpoints[name]
-            model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-            cache[name] = model, tokenizer
-        return cache[name]
-
-    return get
+PROMPTS = DECODER_PROMPTS
 
 
 def hf_generate(model, tokenizer, prompt, **options):

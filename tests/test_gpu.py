@@ -18,7 +18,7 @@ import transformers
 import edgelm
 from edgelm.generation.cache import DeviceCache, RowGather
 from edgelm.manifest import inside
-from tests.fixtures import DECODERS
+from tests.fixtures import DECODER_PROMPTS, DECODERS, agreement, teacher_forced
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,17 +26,7 @@ pytestmark = [
                        reason="no CUDA execution provider (pip install 'edgelm[gpu]')"),
 ]
 
-PROMPTS = ["The quick brown fox", "Edge devices run", "Café déjà vu", "東京は日本",
-           "I loved this movie; the acting was wonderful and the plot gripping."]
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoints):
-    def get(name):
-        folder = checkpoints[name]
-        return (transformers.AutoModelForCausalLM.from_pretrained(folder).eval(),
-                transformers.AutoTokenizer.from_pretrained(folder))
-    return get
+PROMPTS = DECODER_PROMPTS
 
 
 def test_cuda_pipeline_runs_on_the_cuda_provider(exported):
@@ -72,16 +62,12 @@ def test_fp16_on_cuda_agrees_with_transformers(name, exported, reference):
     pipe = edgelm.Pipeline(exported(name, "fp16", "cuda"), device="cuda")
     agree = total = 0
     for prompt in PROMPTS:
-        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        out, length, logits = teacher_forced(model, tokenizer, pipe.runner, prompt, 32)
         with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=32, min_new_tokens=32, do_sample=False,
-                                 pad_token_id=tokenizer.eos_token_id)[0].tolist()
             expected = model(torch.tensor([out])).logits[0].numpy()
-        logits, _ = pipe.runner.prefill([out], len(out), every_position=True)
-        assert np.abs(logits[0] - expected).max() < 0.05 * np.abs(expected).max()
-        predicted = logits[0, ids.shape[1] - 1 : -1].argmax(-1)
-        agree += int((predicted == np.array(out[ids.shape[1]:])).sum())
-        total += len(out) - ids.shape[1]
+        assert np.abs(logits - expected).max() < 0.05 * np.abs(expected).max()
+        counts = agreement(out, length, logits)
+        agree, total = agree + counts[0], total + counts[1]
     assert agree / total >= 0.95, f"{name}: {agree}/{total}"
 
 

@@ -77,15 +77,16 @@ def folder_size_mb(path: Path, patterns: tuple[str, ...] = ("*",)) -> float:
 
 
 def _checkpoint_task(model_dir: Path) -> Task:
-    """Text generation for causal LMs (from config.json's architectures), else an encoder task."""
+    """The task config.json's architectures name (the export extra is installed here)."""
+    from edgelm.export.specs import named_task
+
     path = model_dir / "config.json"
     try:
-        architectures = json.loads(path.read_text(encoding="utf-8")).get("architectures") or []
+        architectures = json.loads(path.read_text(encoding="utf-8")).get("architectures")
     except (OSError, ValueError) as e:
         raise ConfigError(f"{model_dir} has no readable config.json ({e}); pass the PyTorch "
                           "checkpoint folder") from e
-    decoder = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
-    return Task.TEXT_GENERATION if decoder else Task.TEXT_CLASSIFICATION
+    return named_task(architectures)
 
 
 def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: list[str]
