@@ -17,7 +17,7 @@ _PROVIDERS = {Device.CPU: "CPUExecutionProvider", Device.CUDA: "CUDAExecutionPro
 
 # onnxruntime would fuse the exported Add + LayerNormalization back into
 # SkipLayerNormalization at load, whose CPU kernel is ~3x slower (export/optimize.py).
-_DISABLED_FUSIONS = {Device.CPU: ["SkipLayerNormFusion"], Device.CUDA: []}
+CPU_DISABLED_FUSIONS = ["SkipLayerNormFusion"]
 
 
 def resolve_device(device: str | Device) -> Device:
@@ -54,7 +54,7 @@ def create_session(
         providers.append(_PROVIDERS[Device.CPU])
     try:
         return ort.InferenceSession(str(model_path), options, providers=providers,
-                                    disabled_optimizers=_DISABLED_FUSIONS[device])
+                                    disabled_optimizers=CPU_DISABLED_FUSIONS if device is Device.CPU else [])
     except Exception as e:  # onnxruntime raises bare RuntimeError subclasses
         raise ModelFolderError(
             f"onnxruntime cannot load {model_path} ({first_line(e, 200)}); export the model again"

@@ -1,56 +1,52 @@
 """`--target mobile`: the ORT-format model and the operators a reduced build needs.
 
-onnxruntime's own converter (onnxruntime.tools.convert_onnx_models_to_ort)
-optimizes the graph for ARM ("Fixed" style, all levels: nothing left for the
-phone to do at load) and writes `model.ort` and `required_operators.config`,
-the list that onnxruntime's build.py takes as --include_ops_by_config for a
-reduced-size build. The prebuilt onnxruntime-android / onnxruntime-objc
-packages are full builds and run every operator listed.
+What onnxruntime's converter (onnxruntime.tools.convert_onnx_models_to_ort,
+"Fixed" style, ARM target) does, with edgelm's own session choices: the graph
+is optimized at every level now, so the phone has nothing left to do at load,
+and saved as `model.ort`; `required_operators.config` lists its operators, the
+file onnxruntime's build.py takes as --include_ops_by_config for a reduced-size
+build. The converter itself offers no way to keep an optimizer off, and its
+SkipLayerNormFusion would bring back the slow CPU SkipLayerNormalization
+(edgelm.session). The prebuilt onnxruntime-android / onnxruntime-objc packages
+are full builds and run every operator listed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 from edgelm.errors import ExportError
+from edgelm.session import CPU_DISABLED_FUSIONS
 
 ORT_FILE = "model.ort"
 OPERATORS_FILE = "required_operators.config"
+# Layout-specific for x86 (the converter leaves it off for ARM too).
+_NOT_FOR_ARM = ["NchwcTransformer"]
 
 
 def write_ort(model: Path, staging: Path) -> list[str]:
     """model.ort and required_operators.config into staging; the operators, as 'domain;op'."""
-    from onnxruntime.tools.convert_onnx_models_to_ort import (
-        OptimizationStyle,
-        convert_onnx_models_to_ort,
-    )
+    import onnxruntime as ort
+    from onnxruntime.tools.ort_format_model import create_config_from_models
 
-    with tempfile.TemporaryDirectory(dir=staging, prefix=".ort-") as work_dir:
-        work = Path(work_dir)  # given one file, the converter writes only its outputs here
-        log = io.StringIO()
-        chatty = logging.getLogger("ort_format_model.utils")
-        level, chatty.level = chatty.level, logging.WARNING
-        try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                convert_onnx_models_to_ort(model, output_dir=work, target_platform="arm",
-                                           optimization_styles=[OptimizationStyle.Fixed])
-        except Exception as e:
-            raise ExportError(f"onnxruntime could not convert the model to ORT format ({e})") \
-                from e
-        finally:
-            chatty.setLevel(level)
-        ort_file, operators_file = work / f"{model.stem}.ort", \
-            work / f"{model.stem}.{OPERATORS_FILE}"
-        if not ort_file.is_file():
-            raise ExportError("onnxruntime could not convert the model to ORT format: "
-                              + log.getvalue().strip()[-300:])
-        shutil.move(ort_file, staging / ORT_FILE)
-        shutil.move(operators_file, staging / OPERATORS_FILE)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(staging / ORT_FILE)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    options.add_session_config_entry("session.qdqisint8allowed", "1")  # as for ARM
+    options.log_severity_level = 3
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"],
+                                 disabled_optimizers=[*_NOT_FOR_ARM, *CPU_DISABLED_FUSIONS])
+            create_config_from_models([staging / ORT_FILE], staging / OPERATORS_FILE,
+                                      enable_type_reduction=False)
+    except Exception as e:
+        raise ExportError(f"onnxruntime could not convert the model to ORT format ({e}) "
+                          + log.getvalue().strip()[-300:]) from e
     return operators(staging / OPERATORS_FILE)
 
 

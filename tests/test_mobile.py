@@ -24,6 +24,9 @@ def test_classifier_ort_model_matches_onnx(exported):
     manifest, (onnx_session, ort_session) = sessions(folder)
     assert manifest.precision.value == "int8"
     assert "com.microsoft;QAttention" in manifest.mobile.operators
+    # Optimized as edgelm's CPU sessions are: the residual layer norms stay unfused.
+    assert "ai.onnx;LayerNormalization" in manifest.mobile.operators
+    assert "com.microsoft;SkipLayerNormalization" not in manifest.mobile.operators
     pipe = edgelm.Pipeline(folder)
     batch = pipe.tokenizer.encode_batch(["I loved this movie", "Terrible, boring and long."])
     feed = pipe._feed(batch)
