@@ -53,8 +53,9 @@ def create_session(
         _preload_cuda_libraries()
         providers.append(_PROVIDERS[Device.CPU])
     try:
+        disabled = CPU_DISABLED_FUSIONS if device is Device.CPU else []
         return ort.InferenceSession(str(model_path), options, providers=providers,
-                                    disabled_optimizers=CPU_DISABLED_FUSIONS if device is Device.CPU else [])
+                                    disabled_optimizers=disabled)
     except Exception as e:  # onnxruntime raises bare RuntimeError subclasses
         raise ModelFolderError(
             f"onnxruntime cannot load {model_path} ({first_line(e, 200)}); export the model again"

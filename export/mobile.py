@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from pathlib import Path
 
 from edgelm.errors import ExportError
@@ -38,6 +39,8 @@ def write_ort(model: Path, staging: Path) -> list[str]:
     options.add_session_config_entry("session.qdqisint8allowed", "1")  # as for ARM
     options.log_severity_level = 3
     log = io.StringIO()
+    chatty = logging.getLogger("ort_format_model.utils")  # logs every operator at INFO
+    level, chatty.level = chatty.level, logging.WARNING
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"],
@@ -47,6 +50,8 @@ def write_ort(model: Path, staging: Path) -> list[str]:
     except Exception as e:
         raise ExportError(f"onnxruntime could not convert the model to ORT format ({e}) "
                           + log.getvalue().strip()[-300:]) from e
+    finally:
+        chatty.setLevel(level)
     return operators(staging / OPERATORS_FILE)
 
 
