@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -88,6 +89,53 @@ def ct2_engine(path: str, threads: int, device: str):
     return generate, len(tokens)
 
 
+def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
+            batches: list[int], vocab: int, prompt: int) -> dict[str, float]:
+    """TTFT, per-token time and tokens/s at batch 1, beam tokens/s, tokens/s at `batches`."""
+    ttft, total = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        generate(ids, new, first_only=True)
+        ttft.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        generate(ids, new)
+        total.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    generate(ids, new, beams=beams)
+    beam_s = time.perf_counter() - t
+    first, whole = statistics.median(ttft), statistics.median(total)
+    result = {
+        "ttft_ms": round(first * 1e3, 2),
+        "per_token_ms": round((whole - first) / (new - 1) * 1e3, 3),
+        "tokens_per_s": round(new / whole, 2),
+        "beam_tokens_per_s": round(new / beam_s, 2),
+    }
+    for batch in batches:
+        rows = [prompt_ids(prompt, vocab)] * batch
+        generate(rows, 8)  # warm-up at this shape
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            generate(rows, new)
+            times.append(time.perf_counter() - t)
+        result[f"tokens_per_s_b{batch}"] = round(batch * new / statistics.median(times), 1)
+    return result
+
+
+def serve(generate, ids: list[list[int]], new: int, finish) -> None:
+    """harness.run_interleaved's protocol: on request, N greedy generations' ms each."""
+    print(json.dumps({"loaded": True}), flush=True)
+    for line in sys.stdin:
+        generate(ids, 8)  # the other engines ran since: settle first
+        times = []
+        for _ in range(int(line)):
+            t = time.perf_counter()
+            generate(ids, new)
+            times.append(1000 * (time.perf_counter() - t))
+        print(json.dumps(times), flush=True)
+    print(json.dumps(finish()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("engine", choices=["torch", "edgelm", "ct2"])
@@ -100,6 +148,8 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--batches", default="",
                         help="Also greedy tokens/s at these batch sizes, e.g. 16,32.")
+    parser.add_argument("--serve", action="store_true",
+                        help="greedy bursts on request (harness), the rest at the end")
     args = parser.parse_args()
     start = time.perf_counter()
     engines = {"torch": torch_engine, "edgelm": edgelm_engine, "ct2": ct2_engine}
@@ -107,35 +157,17 @@ def main() -> None:
     load_s = time.perf_counter() - start
     ids = [prompt_ids(args.prompt, vocab)]
     generate(ids, 8)  # warm-up
-    ttft, total = [], []
-    for _ in range(args.runs):
-        t = time.perf_counter()
-        generate(ids, args.new, first_only=True)
-        ttft.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        generate(ids, args.new)
-        total.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    generate(ids, args.new, beams=args.beams)
-    beam_s = time.perf_counter() - t
-    first, whole = statistics.median(ttft), statistics.median(total)
-    result = {
-        "load_s": round(load_s, 3), "ttft_ms": round(first * 1e3, 2),
-        "per_token_ms": round((whole - first) / (args.new - 1) * 1e3, 3),
-        "tokens_per_s": round(args.new / whole, 2),
-        "beam_tokens_per_s": round(args.new / beam_s, 2),
-    }
-    for batch in [int(b) for b in args.batches.split(",") if b]:
-        rows = [prompt_ids(args.prompt, vocab)] * batch
-        generate(rows, 8)  # warm-up at this shape
-        times = []
-        for _ in range(args.runs):
-            t = time.perf_counter()
-            generate(rows, args.new)
-            times.append(time.perf_counter() - t)
-        result[f"tokens_per_s_b{batch}"] = round(batch * args.new / statistics.median(times), 1)
-    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    print(json.dumps(result))
+    batches = [int(b) for b in args.batches.split(",") if b]
+
+    def finish() -> dict[str, float]:
+        result = measure(generate, ids, args.new, args.runs, args.beams, batches, vocab,
+                         args.prompt)
+        return {"load_s": round(load_s, 3), **result, "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+    if args.serve:
+        serve(generate, ids, args.new, finish)
+    else:
+        print(json.dumps(finish()))
 
 
 if __name__ == "__main__":
