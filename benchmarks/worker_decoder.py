@@ -1,4 +1,4 @@
-"""One measurement in a fresh process: greedy (and beam) decoding of one engine.
+"""One decoder engine in its own process: greedy (and beam) decoding figures.
 
     python worker_decoder.py torch CHECKPOINT --threads 2
     python worker_decoder.py edgelm FOLDER --threads 2
@@ -9,6 +9,8 @@ Prints one JSON line: load_s, ttft_ms, per_token_ms, tokens_per_s (new tokens
 over the whole call, prompt included), beam_tokens_per_s, peak_rss_mb; with
 --batches, tokens_per_s_bN (new tokens of all rows per second) for each batch size.
 Every run generates exactly --new tokens (eos is ignored via min_new_tokens).
+With --serve (harness.run_interleaved) it first answers requests for bursts of
+greedy generations (their ms, one JSON list per request), then prints that line.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""One measurement in a fresh process: median ms per call of one encoder engine.
+"""One encoder engine in its own process: median ms per call, or bursts on request.
 
     python worker_encoder.py torch CHECKPOINT --threads 2
     python worker_encoder.py onnx MODEL.onnx --threads 2      (a bare onnxruntime session)
     python worker_encoder.py edgelm MODEL.onnx --threads 2    (edgelm's session factory)
     python worker_encoder.py torch CHECKPOINT --device cuda   (fp16 on the GPU; onnx alike)
+    python worker_encoder.py edgelm MODEL.onnx --serve        (harness.run_interleaved)
 """
 
 from __future__ import annotations

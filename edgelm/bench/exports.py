@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import edgelm
 from edgelm import __version__
 from edgelm._extras import load_export
 from edgelm.types import Precision, Target
@@ -22,9 +23,14 @@ def cache_root() -> Path:
 
 
 def checkpoint_key(model_dir: Path) -> str:
-    """Changes when any file of the checkpoint, or the exporter's code, changes."""
+    """Changes when any file of the checkpoint, or the exporter's code, changes.
+
+    The exporter's code: edgelm.export and the runtime modules it uses (manifest,
+    session options, tokenizer), i.e. every source file of both packages.
+    """
     digest = hashlib.sha256(f"{model_dir.resolve()}|{__version__}".encode())
-    for source in sorted(Path(str(load_export().__file__)).parent.glob("*.py")):
+    roots = {Path(edgelm.__file__).parent, Path(str(load_export().__file__)).parent}
+    for source in sorted(p for root in roots for p in root.rglob("*.py")):
         digest.update(source.read_bytes())
     for p in sorted(model_dir.iterdir()):
         if p.is_file():

@@ -32,6 +32,12 @@ class TextStream:
             return after[len(before):]
         return ""
 
+    def pending(self) -> str:
+        """What the tokens since the last piece decode to, up to an incomplete character."""
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        return after[len(before):].rstrip("\ufffd")
+
     def flush(self) -> str:
         """Whatever is still held back at the end of generation."""
         before = self._decode(self.ids[self.prefix : self.read])
@@ -56,11 +62,15 @@ class StopStrings:
         self.texts = [""] * len(rows)
 
     def __call__(self, row: int, generated: list[int]) -> bool:
-        piece = self.streams[row].push(generated[-1])
-        if not piece:
-            return False
+        stream = self.streams[row]
+        piece = stream.push(generated[-1])
         self.texts[row] += piece
-        tail = self.texts[row][-(len(piece) + self.reach):]
+        # A token can complete a stop string and begin a multi-byte character at once:
+        # the stream holds it back, but the stop is already there.
+        new = piece or stream.pending()
+        if not new:
+            return False
+        tail = (self.texts[row] + ("" if piece else new))[-(len(new) + self.reach):]
         return any(s in tail for s in self.stops)
 
     def finish(self, row: int) -> str:
