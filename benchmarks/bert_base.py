@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Engine, hardware, paired_ratio, run_interleaved, write_results
+from harness import Engine, hardware, paired_ratio, run_interleaved, versus, write_results
 
 from edgelm.bench.exports import cached_export
 
@@ -95,9 +95,7 @@ def main() -> None:
     ratios = {}
     if args.optimum_python:
         for p in ("fp32", "int8"):
-            ours, theirs = results[f"edgelm {p}"], results[f"optimum {p}"]
-            ratios[p] = {"paired_bursts": paired_ratio(theirs, ours),
-                         "fastest_decile": theirs.fastest_decile_ms / ours.fastest_decile_ms}
+            ratios[p] = versus(results[f"optimum {p}"], results[f"edgelm {p}"])
             table.append(f"\nedgelm {p} vs optimum {p}: **{ratios[p]['paired_bursts']:.2f}x** "
                          f"(median of paired burst ratios), "
                          f"**{ratios[p]['fastest_decile']:.2f}x** (fastest 10% of calls)")

@@ -23,13 +23,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import Engine, hardware, paired_ratio, run_interleaved, write_results  # noqa: E402
+from harness import (  # noqa: E402
+    Engine,
+    hardware,
+    paired_ratio,
+    run_interleaved,
+    versus,
+    write_results,
+)
 
 from edgelm.bench.exports import cached_export  # noqa: E402
 
 CACHE = Path(os.environ.get("EDGELM_BENCH_CACHE", Path.home() / ".cache" / "edgelm-bench"))
 PRECISIONS = ("fp32", "int8", "int4")
-NEW_TOKENS = 64  # worker_decoder.py --new default
+NEW_TOKENS = 64  # passed to every worker as --new
 
 
 def gpt2_checkpoint() -> Path:
@@ -97,7 +104,7 @@ def main() -> None:
 
     checkpoints = {"gpt2": gpt2_checkpoint, "smollm2": smollm2_dir}
     worker = [sys.executable, str(HERE / "worker_decoder.py")]
-    threads = ["--threads", str(args.threads)]
+    threads = ["--threads", str(args.threads), "--new", str(NEW_TOKENS)]
     payload = {"hardware": hardware(), "threads": args.threads, "models": {}}
     lines = ["# Decoding: 16-token prompt + 64 new tokens, greedy and 4-beam\n",
              f"Hardware: {payload['hardware']['cpu']} ({', '.join(payload['hardware']['simd'])}), "
@@ -130,7 +137,7 @@ def main() -> None:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for engine in engines:
             r = results[engine.name]
-            folder = Path(engine.command[-3])
+            folder = Path(engine.command[3])  # python, worker, engine kind, path, options
             pattern = {"PyTorch": "*.safetensors", "edgelm": "*.onnx*", "CTranslate2": "*.bin"}
             size = sum(p.stat().st_size
                        for p in folder.glob(pattern[engine.name.split()[0]])) / 1e6
@@ -149,10 +156,9 @@ def main() -> None:
                  ("edgelm fp32", "CTranslate2 fp32")]
         for ours, theirs in pairs:
             if theirs in results:
-                a, b = results[ours], results[theirs]
-                lines.append(f"\n{ours} vs {theirs}: **{paired_ratio(b, a):.2f}x** (paired "
-                             f"bursts), {b.fastest_decile_ms / a.fastest_decile_ms:.2f}x "
-                             "(fastest 10%)")
+                ratio = versus(results[theirs], results[ours])
+                lines.append(f"\n{ours} vs {theirs}: **{ratio['paired_bursts']:.2f}x** (paired "
+                             f"bursts), {ratio['fastest_decile']:.2f}x (fastest 10%)")
         payload["models"][name] = rows
     write_results(HERE / "results" / "decode", payload, "\n".join(lines) + "\n")
     print("\n".join(lines))

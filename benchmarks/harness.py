@@ -18,14 +18,16 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgelm.bench.measure import timed
 from edgelm.bench.system import hardware, peak_rss_mb
 
 __all__ = ["Engine", "Interleaved", "Result", "hardware", "paired_ratio", "peak_rss_mb",
-           "run_alternating", "run_interleaved", "write_results"]
+           "run_alternating", "run_interleaved", "serve", "timed", "versus", "write_results"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +93,12 @@ def paired_ratio(slower: Interleaved, faster: Interleaved) -> float:
         a / b for a, b in zip(slower.burst_medians(), faster.burst_medians()))
 
 
+def versus(theirs: Interleaved, ours: Interleaved) -> dict[str, float]:
+    """How much faster `ours` is: paired per-burst ratio, and fastest-decile ratio."""
+    return {"paired_bursts": paired_ratio(theirs, ours),
+            "fastest_decile": theirs.fastest_decile_ms / ours.fastest_decile_ms}
+
+
 def _env() -> dict[str, str]:
     # Workers run by another environment's Python (CTranslate2's) still import edgelm.bench.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
@@ -134,6 +142,19 @@ def run_interleaved(engines: list[Engine], *, bursts: int, calls: int, pause_s: 
                 worker.kill()
                 worker.communicate()  # reaps it and closes its pipes
     return results
+
+
+def serve(call: Callable[[], Any], finish: Callable[[], dict[str, Any]],
+          settle: Callable[[], Any] | None = None) -> None:
+    """The worker's half of run_interleaved: bursts of timed calls on request, then `finish()`.
+
+    Before each burst one untimed call (`settle`, else `call`): the other engines ran since.
+    """
+    print(json.dumps({"loaded": True}), flush=True)
+    for line in sys.stdin:
+        (settle or call)()
+        print(json.dumps(timed(call, int(line), warmup=0)), flush=True)
+    print(json.dumps(finish()), flush=True)
 
 
 def _reply(name: str, worker: subprocess.Popen[str]) -> Any:

@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gpt2_decode import CACHE  # one benchmark cache, EDGELM_BENCH_CACHE honoured
 from harness import hardware, write_results
 
 from edgelm.bench.exports import cached_export
 from edgelm.bench.system import rss_mb
 
 HERE = Path(__file__).resolve().parent
-CACHE = Path.home() / ".cache" / "edgelm-bench"
 
 
 def soak(call: Callable[[int], None], calls: int, *, every: int) -> list[tuple[int, float]]:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from harness import peak_rss_mb  # this folder is on sys.path when run as a script
+from harness import peak_rss_mb, serve  # this folder is on sys.path as a script
 
 
 def prompt_ids(length: int, vocab: int) -> list[int]:
@@ -124,20 +123,6 @@ def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
     return result
 
 
-def serve(generate, ids: list[list[int]], new: int, finish) -> None:
-    """harness.run_interleaved's protocol: on request, N greedy generations' ms each."""
-    print(json.dumps({"loaded": True}), flush=True)
-    for line in sys.stdin:
-        generate(ids, 8)  # the other engines ran since: settle first
-        times = []
-        for _ in range(int(line)):
-            t = time.perf_counter()
-            generate(ids, new)
-            times.append(1000 * (time.perf_counter() - t))
-        print(json.dumps(times), flush=True)
-    print(json.dumps(finish()), flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("engine", choices=["torch", "edgelm", "ct2"])
@@ -167,7 +152,7 @@ def main() -> None:
         return {"load_s": round(load_s, 3), **result, "peak_rss_mb": round(peak_rss_mb(), 1)}
 
     if args.serve:
-        serve(generate, ids, args.new, finish)
+        serve(lambda: generate(ids, args.new), finish, settle=lambda: generate(ids, 8))
     else:
         print(json.dumps(finish()))
 

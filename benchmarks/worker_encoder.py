@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from harness import peak_rss_mb  # this folder is on sys.path when run as a script
+from harness import peak_rss_mb, serve, timed  # this folder is on sys.path as a script
 
 
 def inputs(batch: int, length: int) -> dict[str, np.ndarray]:
@@ -73,25 +72,6 @@ def edgelm_call(path: str, threads: int, feed: dict[str, np.ndarray], device: st
 ENGINES = {"torch": torch_call, "onnx": onnx_call, "edgelm": edgelm_call}
 
 
-def timed(call, runs: int) -> list[float]:
-    """ms of each of `runs` calls."""
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        call()
-        times.append(1000 * (time.perf_counter() - t))
-    return times
-
-
-def serve(call, load_s: float) -> None:
-    """harness.run_interleaved's protocol: bursts of calls on request, until end of input."""
-    print(json.dumps({"loaded": True}), flush=True)
-    for line in sys.stdin:
-        call()  # the other engines ran since: one untimed call to settle
-        print(json.dumps(timed(call, int(line))), flush=True)
-    print(json.dumps({"load_s": load_s, "peak_rss_mb": peak_rss_mb()}), flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("engine", choices=list(ENGINES))
@@ -110,9 +90,9 @@ def main() -> None:
     for _ in range(5):
         call()
     if args.serve:
-        serve(call, load_s)
+        serve(call, lambda: {"load_s": load_s, "peak_rss_mb": peak_rss_mb()})
         return
-    times = timed(call, args.runs)
+    times = timed(call, args.runs, warmup=0)  # warmed up above
     print(json.dumps({"ms": statistics.median(times), "load_s": load_s,
                       "peak_rss_mb": peak_rss_mb()}))
 

@@ -87,5 +87,12 @@ def load_checkpoint(folder: Path, *, task: Task | None, trust_pickle: bool = Fal
         raise ExportError(f"cannot load the weights in {folder} ({first_line(e)})") from e
     return Checkpoint(
         folder=folder, config=model.config, spec=spec, task=task, model=model.eval(),
-        sha256=hash_files([folder / "config.json", *weights]),
+        sha256=checkpoint_sha256(folder, weights),
     )
+
+
+def checkpoint_sha256(folder: Path, weights: list[Path] | None = None) -> str:
+    """What a manifest records as source_sha256: config.json and the weight files."""
+    if weights is None:
+        weights = check_folder(folder, trust_pickle=True)
+    return hash_files([folder / "config.json", *weights])

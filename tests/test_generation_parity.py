@@ -13,9 +13,8 @@ import transformers
 
 import edgelm
 from edgelm.generation.config import GenerationConfig
-from tests.fixtures import DECODER_PROMPTS, DECODERS
-
-PROMPTS = DECODER_PROMPTS
+from tests.fixtures import DECODER_PROMPTS as PROMPTS
+from tests.fixtures import DECODERS
 
 
 def hf_generate(model, tokenizer, prompt, **options):

@@ -18,16 +18,14 @@ import transformers
 import edgelm
 from edgelm.generation.cache import DeviceCache, RowGather
 from edgelm.manifest import inside
-from tests.fixtures import DECODER_PROMPTS, DECODERS, agreement, teacher_forced
+from tests.fixtures import DECODER_PROMPTS as PROMPTS
+from tests.fixtures import DECODERS, agreement, teacher_forced
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                        reason="no CUDA execution provider (pip install 'edgelm[gpu]')"),
 ]
-
-PROMPTS = DECODER_PROMPTS
-
 
 def test_cuda_pipeline_runs_on_the_cuda_provider(exported):
     pipe = edgelm.Pipeline(exported("gpt2", "fp16", "cuda"), device="cuda")

@@ -7,6 +7,7 @@ the scripts in benchmarks/ share this cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -22,16 +23,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("EDGELM_CACHE", Path.home() / ".cache" / "edgelm")) / "bench"
 
 
-def checkpoint_key(model_dir: Path) -> str:
-    """Changes when any file of the checkpoint, or the exporter's code, changes.
-
-    The exporter's code: edgelm.export and the runtime modules it uses (manifest,
-    session options, tokenizer), i.e. every source file of both packages.
-    """
-    digest = hashlib.sha256(f"{model_dir.resolve()}|{__version__}".encode())
+@functools.cache
+def _code_digest() -> str:
+    """The exporter's code: edgelm.export and the runtime modules it uses (manifest,
+    session options, tokenizer), i.e. every source file of both packages."""
+    digest = hashlib.sha256(__version__.encode())
     roots = {Path(edgelm.__file__).parent, Path(str(load_export().__file__)).parent}
     for source in sorted(p for root in roots for p in root.rglob("*.py")):
         digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def checkpoint_key(model_dir: Path) -> str:
+    """Changes when any file of the checkpoint, or the exporter's code, changes."""
+    digest = hashlib.sha256(f"{model_dir.resolve()}|{_code_digest()}".encode())
     for p in sorted(model_dir.iterdir()):
         if p.is_file():
             stat = p.stat()
@@ -40,14 +45,11 @@ def checkpoint_key(model_dir: Path) -> str:
 
 
 def cached_export(model_dir: str | Path, precision: str | Precision,
-                  target: str | Target = Target.CPU, *, key: str | None = None,
+                  target: str | Target = Target.CPU, *,
                   step: Callable[[str], None] | None = None) -> Path:
-    """The export of `model_dir` at `precision` for `target`: made once, then reused.
-
-    `key`: checkpoint_key(model_dir), when the caller computed it already.
-    """
+    """The export of `model_dir` at `precision` for `target`: made once, then reused."""
     model_dir, precision, target = Path(model_dir), Precision(precision), Target(target)
-    key = key or checkpoint_key(model_dir)
+    key = checkpoint_key(model_dir)
     out = cache_root() / f"{model_dir.name}-{key}-{precision.value}-{target.value}"
     if (out / "edgelm.json").is_file():
         return out

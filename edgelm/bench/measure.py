@@ -81,8 +81,9 @@ def entity_spans(found: list[list[dict[str, object]]]) -> np.ndarray:
                      for entities in found])
 
 
-def timed(call: Callable[[], None], runs: int) -> list[float]:
-    for _ in range(WARMUP):
+def timed(call: Callable[[], object], runs: int, *, warmup: int = WARMUP) -> list[float]:
+    """ms of each of `runs` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
         call()
     samples = []
     for _ in range(runs):

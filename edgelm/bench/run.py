@@ -31,7 +31,7 @@ from edgelm.bench.data import (
     load_labelled,
     read_text,
 )
-from edgelm.bench.exports import cached_export, checkpoint_key
+from edgelm.bench.exports import cached_export
 from edgelm.bench.spec import BenchOptions, Point, VariantResult, WorkerSpec
 from edgelm.bench.system import hardware
 from edgelm.errors import ConfigError, EdgeLMError, MissingDependencyError, first_line
@@ -102,9 +102,7 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
     if can_export:
         precisions = options.precisions if options.precisions is not None \
             else options.default_precisions(_checkpoint_task(model_dir))
-        key = checkpoint_key(model_dir)
-        folders += [cached_export(model_dir, p, options.target, key=key, step=step)
-                    for p in precisions]
+        folders += [cached_export(model_dir, p, options.target, step=step) for p in precisions]
     given = [Path(f) for f in options.onnx]
     folders += given
     if not folders:
@@ -115,7 +113,8 @@ def _variants(model_dir: Path, options: BenchOptions, step: Progress, notes: lis
         raise ConfigError(f"the variants hold different tasks ({', '.join(tasks)}); "
                           "compare folders of one task")
     # Exports made here are keyed by this checkpoint; only --onnx folders may come from another.
-    source = _checkpoint_hash(model_dir) if can_export and options.onnx else None
+    source = _checkpoint_hash(model_dir, folders, manifests, given) \
+        if can_export and options.onnx else None
     variants = []
     if options.baseline and can_export:
         weights = ("*.safetensors", "*.bin", "*.pt")
@@ -144,15 +143,21 @@ def _unique(name: str, folder: str, taken: set[str]) -> str:
     return next(c for c in candidates if c not in taken)
 
 
-def _checkpoint_hash(model_dir: Path) -> str | None:
-    """The checkpoint's hash as exports record it (source_sha256); None if unreadable."""
-    from edgelm.export.checkpoint import check_folder, hash_files  # the export extra is there
+def _checkpoint_hash(model_dir: Path, folders: list[Path], manifests: list[Manifest],
+                     given: list[Path]) -> str | None:
+    """The checkpoint's hash as exports record it (source_sha256); None if unreadable.
+
+    An export made here from `model_dir` already holds it; else the weights are read.
+    """
+    made = [m.source_sha256 for f, m in zip(folders, manifests) if f not in given]
+    if made:
+        return made[0]
+    from edgelm.export.checkpoint import checkpoint_sha256  # the export extra is there
 
     try:
-        weights = check_folder(model_dir, trust_pickle=True)
+        return checkpoint_sha256(model_dir)
     except EdgeLMError:
         return None
-    return hash_files([model_dir / "config.json", *weights])
 
 
 def _quality_input(task: Task, options: BenchOptions, manifest: Manifest, folder: Path,

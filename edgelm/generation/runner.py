@@ -32,7 +32,7 @@ class DecoderRunner:
         self.session, self.info = session, info
         self.gather: RowGather | None = None  # set: the cache lives on the session's GPU
         inputs = {i.name: i.type for i in session.get_inputs()}
-        self._inputs = set(inputs)
+        self._logits_at = "logits_at" in inputs  # folders exported before it compute all
         self.dtype = np.float16 if inputs["past_key_values.0.key"] == "tensor(float16)" \
             else np.float32
 
@@ -85,7 +85,7 @@ class DecoderRunner:
             io.bind_cpu_input("position_ids", np.ascontiguousarray(positions))
         io.bind_cpu_input("seqlens_k", seqlens_k.astype(np.int32))
         io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
-        if "logits_at" in self._inputs:
+        if self._logits_at:
             io.bind_cpu_input("logits_at", np.ascontiguousarray(at))
         io.bind_output("logits")  # first: get_outputs() keeps the binding order
         for name, value in state.cache.values.items():
@@ -93,6 +93,6 @@ class DecoderRunner:
             io.bind_ortvalue_output(f"present.{name}", value)
         self.session.run_with_iobinding(io)
         logits = io.get_outputs()[0].numpy()
-        if "logits_at" not in self._inputs:  # exported before logits_at: every position
+        if not self._logits_at:  # exported before logits_at: every position
             logits = np.take_along_axis(logits, at[:, :, None], axis=1)
         return logits

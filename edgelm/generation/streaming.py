@@ -16,34 +16,37 @@ class TextStream:
     def __init__(self, tokenizer: Tokenizer, prompt: list[int]) -> None:
         self.tokenizer = tokenizer
         self.ids = list(prompt)
-        self.prefix = max(0, len(self.ids) - CONTEXT)
-        self.read = len(self.ids)
+        self.held = ""  # decoded but not released: up to an incomplete character
+        self._advance(max(0, len(self.ids) - CONTEXT))
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
+    def _advance(self, prefix: int) -> None:
+        """Everything up to here is released; decode from `prefix` on as context."""
+        self.prefix, self.read = prefix, len(self.ids)
+        self._before = self._decode(self.ids[self.prefix : self.read])
+
+    def _new_text(self) -> str:
+        return self._decode(self.ids[self.prefix :])[len(self._before):]
+
     def push(self, token: int) -> str:
         """The text that `token` completes ('' while a character is incomplete)."""
         self.ids.append(token)
-        before = self._decode(self.ids[self.prefix : self.read])
-        after = self._decode(self.ids[self.prefix :])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            self.prefix, self.read = self.read, len(self.ids)
-            return after[len(before):]
+        text = self._new_text()
+        if text and not text.endswith("\ufffd"):
+            self.held = ""
+            self._advance(self.read)
+            return text
+        self.held = text.rstrip("\ufffd")
         return ""
-
-    def pending(self) -> str:
-        """What the tokens since the last piece decode to, up to an incomplete character."""
-        before = self._decode(self.ids[self.prefix : self.read])
-        after = self._decode(self.ids[self.prefix :])
-        return after[len(before):].rstrip("\ufffd")
 
     def flush(self) -> str:
         """Whatever is still held back at the end of generation."""
-        before = self._decode(self.ids[self.prefix : self.read])
-        after = self._decode(self.ids[self.prefix :])
-        self.prefix = self.read = len(self.ids)
-        return after[len(before):]
+        text = self._new_text()
+        self.held = ""
+        self._advance(len(self.ids))
+        return text
 
 
 class StopStrings:
@@ -64,14 +67,13 @@ class StopStrings:
     def __call__(self, row: int, generated: list[int]) -> bool:
         stream = self.streams[row]
         piece = stream.push(generated[-1])
-        self.texts[row] += piece
+        text = self.texts[row]
+        context = text[max(0, len(text) - self.reach):]  # what a stop could span into
+        self.texts[row] = text + piece
         # A token can complete a stop string and begin a multi-byte character at once:
         # the stream holds it back, but the stop is already there.
-        new = piece or stream.pending()
-        if not new:
-            return False
-        tail = (self.texts[row] + ("" if piece else new))[-(len(new) + self.reach):]
-        return any(s in tail for s in self.stops)
+        new = piece or stream.held
+        return bool(new) and any(s in context + new for s in self.stops)
 
     def finish(self, row: int) -> str:
         """The row's whole continuation, characters held back included."""

@@ -15,7 +15,7 @@ from edgelm.generation.config import GenerationConfig
 from edgelm.generation.runner import DecoderRunner
 from edgelm.generation.search import beam_search, sample_or_greedy
 from edgelm.generation.streaming import StopStrings
-from edgelm.manifest import DecoderInfo, inside
+from edgelm.manifest import inside
 from edgelm.pipelines.base import Pipeline
 from edgelm.tokenizer import check_texts, load_tokenizer
 from edgelm.types import Device, Task
@@ -42,7 +42,7 @@ class TextGenerationPipeline(Pipeline):
                                    "export the model again")
         self.info = info
         self.runner = DecoderRunner(self.session, info)
-        self.runner.gather = self._row_gather(info)
+        self.runner.gather = self._row_gather()
         self.tokenizer = load_tokenizer(self.folder)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
@@ -101,7 +101,7 @@ class TextGenerationPipeline(Pipeline):
         return "".join(self._stream_ids(ids, config))
 
     # -- internals ---------------------------------------------------------
-    def _row_gather(self, info: DecoderInfo) -> RowGather | None:
+    def _row_gather(self) -> RowGather | None:
         """On CUDA an fp16 graph keeps its cache on the device; beam search moves rows there.
 
         A float32 graph's attention has no CUDA kernel and runs on the CPU, so its cache
@@ -109,12 +109,12 @@ class TextGenerationPipeline(Pipeline):
         """
         if self.device is not Device.CUDA:
             return None
-        if self.runner.dtype != np.float16 or info.cache_reorder_file is None:
+        if self.runner.dtype != np.float16 or self.info.cache_reorder_file is None:
             log.warning("this decoder's float32 attention runs on the CPU under CUDA "
                         "(GroupQueryAttention's CUDA kernel is fp16): export it with "
                         "--target cuda")
             return None
-        return RowGather(inside(self.folder, info.cache_reorder_file))
+        return RowGather(inside(self.folder, self.info.cache_reorder_file))
 
     def _stream_ids(self, ids: list[int], config: GenerationConfig) -> Iterator[str]:
         follow, sent = StopStrings(self.tokenizer, [ids], config.stop), 0

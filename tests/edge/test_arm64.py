@@ -36,14 +36,19 @@ def emu_root() -> Path:
     return root
 
 
+def run_host(folder: Path, inputs: dict) -> dict:
+    host = subprocess.run([sys.executable, str(RUNNER), str(folder), json.dumps(inputs)],
+                          capture_output=True, text=True, check=True, timeout=300)
+    return json.loads(host.stdout)
+
+
 def run_both(emu_root: Path, folder: Path, inputs: dict) -> tuple[dict, dict]:
-    args = [str(RUNNER), str(folder), json.dumps(inputs)]
-    host = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=True,
-                          timeout=300)
-    arm = subprocess.run(["bash", str(SCRIPT), "run", str(emu_root), "--", *args],
+    host_out = run_host(folder, inputs)
+    arm = subprocess.run(["bash", str(SCRIPT), "run", str(emu_root), "--", str(RUNNER),
+                          str(folder), json.dumps(inputs)],
                          capture_output=True, text=True, timeout=1200)
     assert arm.returncode == 0, arm.stderr[-2000:]
-    host_out, arm_out = json.loads(host.stdout), json.loads(arm.stdout)
+    arm_out = json.loads(arm.stdout)
     assert (host_out["machine"], arm_out["machine"]) == ("x86_64", "aarch64")
     return host_out, arm_out
 
@@ -73,7 +78,7 @@ def test_fp32_greedy_text_on_arm64_matches_x86(emu_root, exported, name):
 def test_int8_decoder_on_arm64_is_as_close_to_fp32_as_on_x86(emu_root, exported, name):
     """ARM's int8 kernels round differently from x86's: each is judged against fp32."""
     inputs = {"texts": TEXTS, "max_new_tokens": 16, "ids": IDS}
-    reference = np.array(run_both(emu_root, exported(name, "fp32"), inputs)[0]["logits"])
+    reference = np.array(run_host(exported(name, "fp32"), inputs)["logits"])
     host, arm = run_both(emu_root, exported(name, "int8"), inputs)
     agree = {machine: float((np.array(out["logits"]).argmax(-1) == reference.argmax(-1)).mean())
              for machine, out in (("x86", host), ("arm64", arm))}
