@@ -9,11 +9,13 @@ for encoders, `generate` with exactly the asked number of new tokens for decoder
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 import torch
 import transformers
+from transformers.generation.streamers import BaseStreamer
 
 from edgelm.bench.measure import entity_spans, worker_main
 from edgelm.bench.spec import WorkerSpec
@@ -25,6 +27,23 @@ MODEL_CLASSES = {
     Task.TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
     Task.TEXT_GENERATION: transformers.AutoModelForCausalLM,
 }
+
+
+class _FirstToken(BaseStreamer):
+    """Times `generate` from within: it hands the streamer the prompt, then each new token."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.start, self.first, self._puts = device, time.perf_counter(), 0.0, 0
+
+    def put(self, value: Any) -> None:
+        self._puts += 1
+        if self._puts == 2:  # the first new token (the first put is the prompt)
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            self.first = time.perf_counter()
+
+    def end(self) -> None:
+        pass
 
 
 class TorchEngine:
@@ -71,6 +90,17 @@ class TorchEngine:
         if self.device == "cuda":
             torch.cuda.synchronize()
 
+    def generate_timed(self, rows: list[list[int]], new: int) -> tuple[float, float]:
+        ids = torch.tensor(rows, device=self.device)
+        clock = _FirstToken(self.device)
+        with torch.inference_mode():
+            self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
+                                min_new_tokens=new, do_sample=False, streamer=clock,
+                                pad_token_id=self.tokenizer.pad_token_id or 0)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return clock.first - clock.start, time.perf_counter() - clock.start
+
     def predict(self, texts: list[str]) -> dict[str, np.ndarray]:
         if self.spec.task is Task.TOKEN_CLASSIFICATION:
             pipe = transformers.pipeline("token-classification", model=self.model,
@@ -90,7 +120,6 @@ class TorchEngine:
         with torch.inference_mode():
             logits = self.model(torch.tensor([ids], device=self.device)).logits
         return logits[0].float().cpu().numpy()
-
 
 
 if __name__ == "__main__":

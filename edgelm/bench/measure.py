@@ -1,18 +1,25 @@
-"""The measuring loop both workers share: load, warm up, time the grid, then quality.
+"""The worker's half of `edgelm bench`: load once, then time bursts on request.
 
 A worker is one process measuring one engine (the ONNX runtime or PyTorch), so
-neither sees the other's threads. Each engine implements `Engine`; this module
-decides what is timed and how, so the two are measured the same way.
+neither sees the other's threads. It stays up for the whole run: the
+orchestrator (edgelm.bench.interleave) asks each worker in turn for a short
+burst of calls at one grid point, so engines are compared seconds apart, not
+minutes apart, on a machine whose speed drifts. Each engine implements
+`Engine`; this module decides what is timed and how, so both are measured alike.
+
+Protocol, one JSON line each way: the worker says {"loaded": true, "load_s": ...}
+once loaded and warmed up; {"point": i, "calls": n} gets one untimed call (the
+other engines ran since) and n timed ones at grid point i; {"finish": true} (or
+the end of input) gets the end figures: beam search, peak memory, quality.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +41,9 @@ class Engine(Protocol):
 
     def generate(self, rows: list[list[int]], new: int, beams: int) -> None:
         """Generate exactly `new` tokens for each row (greedy or beam)."""
+
+    def generate_timed(self, rows: list[list[int]], new: int) -> tuple[float, float]:
+        """Greedy, exactly `new` tokens per row: (s to the first token, s for the call)."""
 
     def predict(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The task's outputs on `texts`: labels, embeddings or entities."""
@@ -71,7 +81,7 @@ def prompt_ids(length: int, vocab: int, rows: int) -> list[list[int]]:
     return [rng.integers(min(100, high - 1), high, size=length).tolist() for _ in range(rows)]
 
 
-def entity_spans(found: list[list[dict[str, object]]]) -> np.ndarray:
+def entity_spans(found: Sequence[Sequence[Mapping[str, object]]]) -> np.ndarray:
     """Each text's entities as one comparable string of (start, end, group) spans.
 
     Both engines use this, so agreement compares like with like (the "word" strings
@@ -93,36 +103,52 @@ def timed(call: Callable[[], object], runs: int, *, warmup: int = WARMUP) -> lis
     return samples
 
 
-def measure(spec: WorkerSpec, load: Callable[[], Engine]) -> dict[str, object]:
-    start = time.perf_counter()
-    engine = load()
-    report: dict[str, object] = {"load_s": time.perf_counter() - start}
-    points: list[dict[str, object]] = []
-    if spec.task is Task.TEXT_GENERATION:
-        vocab = engine.vocab_size()
-        for batch, length in spec.grid:
-            rows = prompt_ids(length, vocab, batch)
-            first = statistics.median(timed(lambda: engine.generate(rows, 1, 1), spec.runs))
-            whole = statistics.median(timed(
-                lambda: engine.generate(rows, spec.new_tokens, 1), max(1, spec.runs // 3)))
-            points.append({"batch": batch, "seq_len": length, "ttft_ms": first,
-                           "per_token_ms": (whole - first) / max(1, spec.new_tokens - 1),
-                           "tokens_per_s": batch * spec.new_tokens / whole * 1e3})
-        if spec.beams > 1:
-            rows = prompt_ids(spec.grid[0][1], vocab, 1)
-            beam = statistics.median(timed(
-                lambda: engine.generate(rows, spec.new_tokens, spec.beams), 1))
-            report["beam_tokens_per_s"] = spec.new_tokens / beam * 1e3
-    else:
-        for batch, length in spec.grid:
-            texts = [filler_text(engine, length)] * batch
-            samples = timed(lambda: engine.encode(texts, batch), spec.runs)
-            points.append({"batch": batch, "seq_len": length, "samples_ms": samples})
-    report["points"] = points
-    report["peak_rss_mb"] = peak_rss_mb()  # before quality, whose batches are not the grid's
-    if spec.quality_in and spec.quality_out:
-        _quality(spec, engine, spec.quality_in, spec.quality_out)
-    return report
+class Bench:
+    """One engine's grid: a call per point, timed in bursts."""
+
+    def __init__(self, spec: WorkerSpec, engine: Engine) -> None:
+        self.spec, self.engine = spec, engine
+        self.calls = [self._call(batch, length) for batch, length in spec.grid]
+        for call in self.calls:
+            for _ in range(WARMUP):
+                call()
+
+    def _call(self, batch: int, length: int) -> Callable[[], tuple[float, float | None]]:
+        """One call at a grid point: (ms of the whole call, ms to the first token or None)."""
+        engine = self.engine
+        if self.spec.task is Task.TEXT_GENERATION:
+            rows = prompt_ids(length, engine.vocab_size(), batch)
+
+            def generate() -> tuple[float, float | None]:
+                first_s, whole_s = engine.generate_timed(rows, self.spec.new_tokens)
+                return whole_s * 1e3, first_s * 1e3
+            return generate
+        texts = [filler_text(engine, length)] * batch
+
+        def encode() -> tuple[float, float | None]:
+            start = time.perf_counter()
+            engine.encode(texts, batch)
+            return (time.perf_counter() - start) * 1e3, None
+        return encode
+
+    def burst(self, point: int, calls: int) -> dict[str, list[float]]:
+        """One untimed call, then `calls` timed ones: each call's ms (and ms to first token)."""
+        call = self.calls[point]
+        call()
+        whole, first = zip(*(call() for _ in range(calls)))
+        return {"ms": list(whole)} | ({"ttft_ms": list(first)} if first[0] is not None else {})
+
+    def finish(self) -> dict[str, Any]:
+        """Beam search speed, peak memory, then quality (whose batches are not the grid's)."""
+        spec, report = self.spec, {}
+        if spec.task is Task.TEXT_GENERATION and spec.beams > 1:
+            rows = prompt_ids(spec.grid[0][1], self.engine.vocab_size(), 1)
+            beam_ms = timed(lambda: self.engine.generate(rows, spec.new_tokens, spec.beams), 1)
+            report["beam_tokens_per_s"] = spec.new_tokens / beam_ms[0] * 1e3
+        report["peak_rss_mb"] = peak_rss_mb()
+        if spec.quality_in and spec.quality_out:
+            _quality(spec, self.engine, spec.quality_in, spec.quality_out)
+        return report
 
 
 def windows(n: int, size: int) -> list[tuple[int, int]]:
@@ -152,8 +178,21 @@ def _quality(spec: WorkerSpec, engine: Engine, source: str, target: str) -> None
     np.savez(target, **outputs)  # type: ignore[arg-type]  # numpy's stub takes no **arrays
 
 
+def _say(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload), flush=True)
+
+
 def worker_main(load: Callable[[WorkerSpec], Engine]) -> None:
-    """`python -m <worker> SPEC_JSON`: prints the report as its last stdout line."""
+    """`python -m <worker> SPEC_JSON`: serves the protocol above on stdin/stdout."""
     spec = WorkerSpec.from_json(sys.argv[1])
-    report = measure(spec, lambda: load(spec))
-    print(json.dumps(report))
+    start = time.perf_counter()
+    engine = load(spec)
+    load_s = time.perf_counter() - start
+    bench = Bench(spec, engine)
+    _say({"loaded": True, "load_s": load_s})
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("finish"):
+            break
+        _say(bench.burst(int(request["point"]), int(request["calls"])))
+    _say(bench.finish())

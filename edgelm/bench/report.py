@@ -13,24 +13,25 @@ from rich.table import Table
 
 from edgelm.bench.run import PYTORCH, BenchReport
 from edgelm.bench.spec import Point
+from edgelm.bench.trust import uncertain
 from edgelm.errors import MissingDependencyError
 from edgelm.types import Task
+
+
+WIDE = 140  # columns of the tables when the report goes to a file
 
 
 def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
-def _speedup(point: Point, base: Point | None, decoder: bool) -> float | None:
-    if base is None:
-        return None
-    if decoder:
-        if point.tokens_per_s and base.tokens_per_s:
-            return point.tokens_per_s / base.tokens_per_s
-        return None
-    if point.p50_ms and base.p50_ms:
-        return base.p50_ms / point.p50_ms
-    return None
+def _speedup_cell(point: Point, base: Point | None) -> str:
+    """'1.84x', or '1.84x?' where the bursts behind it disagreed (see the notes)."""
+    if point.speedup is None:
+        return "-"
+    if point is base:  # the baseline against itself
+        return "1.00x"
+    return f"{point.speedup:.2f}x" + ("?" if uncertain(point, base) else "")
 
 
 def _base_points(report: BenchReport) -> dict[tuple[int, int], Point]:
@@ -40,8 +41,11 @@ def _base_points(report: BenchReport) -> dict[tuple[int, int], Point]:
 
 def print_report(report: BenchReport, console: Console | None = None) -> None:
     console = console or Console()
+    if not console.is_terminal:  # a file or a pipe: no reason to squeeze the tables into 80
+        console.width = max(console.width, WIDE)
     hw = report.hardware
-    console.print(f"[bold]{escape(report.model)}[/] ({report.task.value}) on {hw['cpu']}, "
+    console.print(f"[bold]{escape(report.name)}[/] ({escape(report.model)}, "
+                  f"{report.task.value}) on {hw['cpu']}, "
                   f"{hw['cores']} cores, {report.options['threads']} threads, "
                   f"device {report.options['device']}" + (f", GPU {hw['gpu']}" if hw.get("gpu")
                                                           else ""))
@@ -77,22 +81,23 @@ def _speed_table(report: BenchReport, decoder: bool) -> Table:
     table = Table(title="Speed (speed-up against PyTorch at the same batch and length)")
     columns: tuple[str, ...]
     if decoder:
-        columns = ("variant", "batch", "prompt", "TTFT ms", "ms/token", "tokens/s", "speed-up")
+        columns = ("variant", "batch", "prompt", "TTFT ms", "ms/token", "tokens/s", "spread",
+                   "speed-up")
     else:
         columns = ("variant", "batch", "tokens", "p50 ms", "p90 ms", "p99 ms", "texts/s",
-                   "speed-up")
+                   "spread", "speed-up")
     for column in columns:
         table.add_column(column, justify="left" if column == "variant" else "right")
     for v in report.variants:
         for p in v.points:
-            speedup = _speedup(p, base.get((p.batch, p.seq_len)), decoder)
             cells = [v.name, str(p.batch), str(p.seq_len)]
             if decoder:
                 cells += [_fmt(p.ttft_ms, 2), _fmt(p.per_token_ms, 2), _fmt(p.tokens_per_s)]
             else:
                 cells += [_fmt(p.p50_ms, 2), _fmt(p.p90_ms, 2), _fmt(p.p99_ms, 2),
                           _fmt(p.items_per_s)]
-            table.add_row(*cells, _fmt(speedup, 2, "x"))
+            spread = "-" if p.spread is None else f"{p.spread:.0%}"
+            table.add_row(*cells, spread, _speedup_cell(p, base.get((p.batch, p.seq_len))))
     return table
 
 
@@ -101,14 +106,13 @@ def write_json(report: BenchReport, path: Path) -> None:
 
 
 CSV_FIELDS = ["variant", "engine", "precision", "batch", "seq_len", "p50_ms", "p90_ms", "p99_ms",
-              "items_per_s", "ttft_ms", "per_token_ms", "tokens_per_s", "speedup", "size_mb",
+              "items_per_s", "ttft_ms", "per_token_ms", "tokens_per_s", "bursts", "spread",
+              "speedup", "settled", "size_mb",
               "load_s", "peak_rss_mb", "accuracy", "agreement", "perplexity", "cosine_min"]
 
 
 def write_csv(report: BenchReport, path: Path) -> None:
     """One row per variant and grid point; the variant's own figures repeat on each."""
-    base = _base_points(report)
-    decoder = report.task is Task.TEXT_GENERATION
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -123,8 +127,9 @@ def write_csv(report: BenchReport, path: Path) -> None:
                 if p is not None:
                     row |= {k: getattr(p, k) for k in ("batch", "seq_len", "p50_ms", "p90_ms",
                                                        "p99_ms", "items_per_s", "ttft_ms",
-                                                       "per_token_ms", "tokens_per_s")}
-                    row["speedup"] = _speedup(p, base.get((p.batch, p.seq_len)), decoder)
+                                                       "per_token_ms", "tokens_per_s",
+                                                       "bursts", "spread", "speedup",
+                                                       "settled")}
                 writer.writerow(row)
 
 
@@ -172,7 +177,7 @@ def write_plot(report: BenchReport, path: Path) -> None:
         label = "accuracy" if any(v.accuracy is not None for v in report.variants) \
             else "agreement with PyTorch"
         _bars(quality, names, values, label, label.capitalize())
-    fig.suptitle(f"{Path(report.model).name}: {report.hardware['cpu']}, "
+    fig.suptitle(f"{report.name}: {report.hardware['cpu']}, "
                  f"{report.options['threads']} threads, {report.options['device']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,11 +1,12 @@
-"""`run_bench`: variants, worker processes in alternating rounds, and what they measured.
+"""`run_bench`: the variants, their workers taking turns, and what they measured.
 
-Every measurement is a fresh worker process (edgelm.bench.worker for ONNX
-folders, edgelm.export.bench_baseline for PyTorch): in one process PyTorch's
-OpenMP threads keep spinning after a call and skew the next engine's figures.
-Rounds alternate the variants so that drift on a shared machine hits all of
-them alike; timings are pooled over rounds. Quality (accuracy, agreement,
-perplexity) is measured once, in the first round.
+Every variant runs in a worker process of its own (in one process PyTorch's
+OpenMP threads keep spinning after a call and skew the next engine's figures),
+loaded once and asked for short bursts in turn (edgelm.bench.interleave), so that
+drift on a shared machine hits all variants alike. Timings are pooled over the
+bursts; speed-ups are paired per burst and marked when the bursts disagree
+(edgelm.bench.trust). Quality (accuracy, agreement, perplexity) is measured once,
+at the end of each worker.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -32,9 +32,12 @@ from edgelm.bench.data import (
     read_text,
 )
 from edgelm.bench.exports import cached_export
+from edgelm.bench.interleave import Measured, interleave
 from edgelm.bench.spec import BenchOptions, Point, VariantResult, WorkerSpec
 from edgelm.bench.system import hardware
-from edgelm.errors import ConfigError, EdgeLMError, MissingDependencyError, first_line
+from edgelm.bench.trust import compare as _compare
+from edgelm.bench.trust import trust_notes
+from edgelm.errors import ConfigError, EdgeLMError, MissingDependencyError
 from edgelm.manifest import Manifest, read_manifest
 from edgelm.tokenizer import load_tokenizer
 from edgelm.types import Device, Task
@@ -42,13 +45,16 @@ from edgelm.types import Device, Task
 log = logging.getLogger(__name__)
 
 PYTORCH = "PyTorch"
+WORKER_MODULES = {"pytorch": "edgelm.export.bench_baseline", "onnx": "edgelm.bench.worker"}
 PERPLEXITY_WINDOW = 512  # tokens per forward pass when scoring --text
 Progress = Callable[[str], None]
+GENERIC_FOLDERS = {"model", "models", "checkpoint", "weights", "snapshot", "hf", "pytorch"}
 
 
 @dataclass(kw_only=True)
 class BenchReport:
-    model: str
+    model: str  # the checkpoint folder
+    name: str  # what tables and charts call it (model_name)
     task: Task
     options: dict[str, Any]
     hardware: dict[str, Any]
@@ -57,7 +63,7 @@ class BenchReport:
     interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "task": self.task.value, "options": self.options,
+        return {"model": self.model, "name": self.name, "task": self.task.value, "options": self.options,
                 "hardware": self.hardware, "interrupted": self.interrupted, "notes": self.notes,
                 "variants": [v.to_dict() for v in self.variants]}
 
@@ -74,6 +80,14 @@ class _Variant:
 def folder_size_mb(path: Path, patterns: tuple[str, ...] = ("*",)) -> float:
     files = {p for pattern in patterns for p in path.glob(pattern) if p.is_file()}
     return sum(p.stat().st_size for p in files) / 1e6
+
+
+def model_name(model_dir: Path) -> str:
+    """The folder's name, or its parent's where the folder has a generic one
+    (a packaged checkpoint often sits in `.../some_package/model`)."""
+    folder = model_dir.resolve()
+    generic = folder.name.lower() in GENERIC_FOLDERS or folder.name.startswith("checkpoint-")
+    return folder.parent.name if generic and folder.parent.name else folder.name
 
 
 def _checkpoint_task(model_dir: Path) -> Task:
@@ -181,32 +195,6 @@ def _quality_input(task: Task, options: BenchOptions, manifest: Manifest, folder
     return path, labels
 
 
-def _worker_command(variant: _Variant) -> list[str]:
-    module = "edgelm.export.bench_baseline" if variant.engine == "pytorch" \
-        else "edgelm.bench.worker"
-    return [sys.executable, "-m", module]
-
-
-def _run_worker(variant: _Variant, spec: WorkerSpec) -> dict[str, Any]:
-    # Its own session: Ctrl-C reaches only this process, which stops the worker itself.
-    with subprocess.Popen([*_worker_command(variant), spec.to_json()], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
-        try:
-            out, err = proc.communicate()
-        except KeyboardInterrupt:
-            proc.kill()
-            raise
-    if proc.returncode < 0:  # the out-of-memory killer, say
-        raise EdgeLMError(f"the worker was killed by signal {-proc.returncode}")
-    if proc.returncode != 0:
-        lines = [line for line in err.strip().splitlines() if line.strip()]
-        raise EdgeLMError(lines[-1] if lines else f"exit code {proc.returncode}")
-    try:
-        return dict(json.loads(out.strip().splitlines()[-1]))
-    except (IndexError, ValueError) as e:
-        raise EdgeLMError(f"the worker printed no result ({e})") from e
-
-
 def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
               progress: Callable[[str, int, int], None] | None = None) -> BenchReport:
     """Measure PyTorch and each ONNX variant of `model_dir`; see the module docstring.
@@ -222,7 +210,7 @@ def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
         model_dir, options, lambda message: progress and progress(message, 0, 0), notes)
     task = manifest.task
     _check_lengths(task, options, manifest.max_length)
-    report = BenchReport(model=str(model_dir), task=task, hardware=hardware(), notes=notes,
+    report = BenchReport(model=str(model_dir), name=model_name(model_dir), task=task, hardware=hardware(), notes=notes,
                          options=_recorded(options))
     results = {v.name: VariantResult(name=v.name, engine=v.engine, path=str(v.path),
                                      precision=v.precision, size_mb=round(v.size_mb, 2))
@@ -238,12 +226,21 @@ def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
             max_length=min(manifest.max_length, PERPLEXITY_WINDOW)
             if task is Task.TEXT_GENERATION else manifest.max_length,
             quality_in=str(quality_in))
-        raw, outputs, report.interrupted = _rounds(variants, spec, results, options.rounds,
-                                                   work, progress)
+        quality_out = {v.name: work / f"quality-{i}.npz" for i, v in enumerate(variants)}
+        commands = {v.name: [sys.executable, "-m", WORKER_MODULES[v.engine],
+                             replace(spec, engine=v.engine, path=str(v.path),
+                                     quality_out=str(quality_out[v.name])).to_json()]
+                    for v in variants}
+        measured, report.interrupted = interleave(
+            commands, len(spec.grid), rounds=options.rounds, runs=options.runs,
+            pause_s=options.pause_s, progress=progress)
+        outputs = {name: _arrays(quality_out[name]) for name, m in measured.items() if m.final}
     for name, out in outputs.items():
         _score(results[name], out, labels, outputs.get(PYTORCH) if name != PYTORCH else None)
     for v in variants:
-        _summarize(results[v.name], raw[v.name], task)
+        _summarize(results[v.name], measured[v.name], spec)
+    _compare(list(results.values()))
+    report.notes += trust_notes(list(results.values()), options.rounds)
     report.variants = list(results.values())
     return report
 
@@ -266,44 +263,6 @@ def _recorded(options: BenchOptions) -> dict[str, Any]:
             "text": str(options.text) if options.text else None}
 
 
-def _rounds(variants: list[_Variant], template: WorkerSpec, results: dict[str, VariantResult],
-            rounds: int, work: Path, progress: Callable[[str, int, int], None] | None
-            ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, np.ndarray]], bool]:
-    """Every variant once per round, in order; quality outputs from the first round.
-
-    Returns each variant's worker reports, its quality outputs, and whether Ctrl-C
-    cut the rounds short. A failing variant gets its error and is skipped after.
-    """
-    raw: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
-    outputs: dict[str, dict[str, np.ndarray]] = {}
-    done = 0
-    try:
-        for round_index in range(rounds):
-            for v in variants:
-                done += 1
-                if results[v.name].error:
-                    continue
-                if progress:
-                    progress(f"round {round_index + 1}/{rounds}: {v.name}", done,
-                             rounds * len(variants))
-                first = round_index == 0
-                spec = replace(template, engine=v.engine, path=str(v.path),
-                               quality_in=template.quality_in if first else None,
-                               quality_out=str(work / f"quality-{done}.npz") if first else None)
-                try:
-                    raw[v.name].append(_run_worker(v, spec))
-                except EdgeLMError as e:
-                    results[v.name].error = first_line(e, 300)
-                    log.warning("%s failed: %s", v.name, results[v.name].error)
-                    continue
-                if spec.quality_out:
-                    with np.load(spec.quality_out) as data:
-                        outputs[v.name] = {k: data[k] for k in data.files}
-    except KeyboardInterrupt:
-        return raw, outputs, True
-    return raw, outputs, False
-
-
 def _score(result: VariantResult, out: dict[str, np.ndarray], labels: list[int] | None,
            base: dict[str, np.ndarray] | None) -> None:
     """Accuracy against the labels; perplexity; agreement with PyTorch's outputs (`base`)."""
@@ -322,25 +281,37 @@ def _score(result: VariantResult, out: dict[str, np.ndarray], labels: list[int] 
         result.agreement = float(np.mean(out[key] == base[key]))
 
 
-def _summarize(result: VariantResult, rounds: list[dict[str, Any]], task: Task) -> None:
-    if not rounds:
-        return
-    result.rounds = len(rounds)
-    result.load_s = round(statistics.median(r["load_s"] for r in rounds), 3)
-    result.peak_rss_mb = round(statistics.median(r["peak_rss_mb"] for r in rounds), 1)
-    beams = [r["beam_tokens_per_s"] for r in rounds if "beam_tokens_per_s" in r]
-    result.beam_tokens_per_s = round(statistics.median(beams), 2) if beams else None
-    for i, first in enumerate(rounds[0]["points"]):
-        point = Point(batch=first["batch"], seq_len=first["seq_len"])
-        at = [r["points"][i] for r in rounds]
-        if task is Task.TEXT_GENERATION:
-            point.ttft_ms = round(statistics.median(p["ttft_ms"] for p in at), 3)
-            point.per_token_ms = round(statistics.median(p["per_token_ms"] for p in at), 3)
-            point.tokens_per_s = round(statistics.median(p["tokens_per_s"] for p in at), 2)
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _summarize(result: VariantResult, measured: Measured, spec: WorkerSpec) -> None:
+    """Pool each point's bursts: latency percentiles, or TTFT / ms per token / tokens/s."""
+    result.error = result.error or measured.error
+    result.load_s = None if measured.load_s is None else round(measured.load_s, 3)
+    result.peak_rss_mb = measured.final.get("peak_rss_mb")
+    if result.peak_rss_mb is not None:
+        result.peak_rss_mb = round(result.peak_rss_mb, 1)
+    beam = measured.final.get("beam_tokens_per_s")
+    result.beam_tokens_per_s = None if beam is None else round(beam, 2)
+    result.rounds = max((len(b) for b in measured.bursts), default=0)
+    for (batch, length), bursts in zip(spec.grid, measured.bursts):
+        if not bursts:
+            continue
+        point = Point(batch=batch, seq_len=length, bursts=len(bursts),
+                      burst_ms=[round(statistics.median(b["ms"]), 3) for b in bursts])
+        calls = np.concatenate([b["ms"] for b in bursts])
+        if "ttft_ms" in bursts[0]:
+            first = np.concatenate([b["ttft_ms"] for b in bursts])
+            point.ttft_ms = round(float(np.median(first)), 3)
+            # each call's own decode steps: no difference of medians from different calls
+            per_token = (calls - first) / max(1, spec.new_tokens - 1)
+            point.per_token_ms = round(float(np.median(per_token)), 3)
+            point.tokens_per_s = round(batch * spec.new_tokens / float(np.median(calls)) * 1e3, 2)
         else:
-            samples = np.concatenate([p["samples_ms"] for p in at])
-            p50, p90, p99 = np.percentile(samples, [50, 90, 99])
+            p50, p90, p99 = np.percentile(calls, [50, 90, 99])
             point.p50_ms, point.p90_ms, point.p99_ms = (round(float(x), 3)
                                                         for x in (p50, p90, p99))
-            point.items_per_s = round(point.batch / point.p50_ms * 1e3, 2)
+            point.items_per_s = round(batch / point.p50_ms * 1e3, 2)
         result.points.append(point)

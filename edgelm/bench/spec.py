@@ -30,8 +30,9 @@ class BenchOptions:
     seq_lens: tuple[int, ...] = (16, 128)  # encoders: tokens per text; decoders: prompt tokens
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     device: Device = Device.CPU
-    rounds: int = 3  # each variant measured once per round, in a fresh process
-    runs: int = 10  # timed calls per grid point per round, after warm-up
+    rounds: int = 3  # bursts per variant and grid point, the variants taking turns
+    runs: int = 10  # timed calls per burst, after one untimed call
+    pause_s: float = 0.5  # after each burst, for spinning threads to settle
     new_tokens: int = 32  # decoders: tokens generated per call
     beams: int = 4
     baseline: bool = True  # measure PyTorch (needs the export extra)
@@ -53,6 +54,9 @@ class BenchOptions:
             raise ConfigError(f"new_tokens={self.new_tokens!r} must be an integer >= 2 "
                               "(time per token is measured after the first)")
         _positive("beams", (self.beams,))
+        if isinstance(self.pause_s, bool) or not isinstance(self.pause_s, (int, float)) or \
+                not 0 <= self.pause_s <= 60:
+            raise ConfigError(f"pause_s={self.pause_s!r} must be a number of seconds in [0, 60]")
         for path in (self.data, self.text):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{path} is not a file")
@@ -99,7 +103,7 @@ class WorkerSpec:
 
 @dataclass(kw_only=True)
 class Point:
-    """Timings at one (batch, seq_len) of the grid, pooled over rounds."""
+    """Timings at one (batch, seq_len) of the grid, pooled over its bursts."""
 
     batch: int
     seq_len: int
@@ -110,6 +114,11 @@ class Point:
     ttft_ms: float | None = None  # decoders: prompt -> first token
     per_token_ms: float | None = None
     tokens_per_s: float | None = None  # decoders: new tokens of all rows per second
+    bursts: int = 0  # bursts pooled into the figures above
+    burst_ms: list[float] = field(default_factory=list)  # each burst's median call, ms
+    spread: float | None = None  # (slowest - fastest burst) / median burst
+    speedup: float | None = None  # vs PyTorch: median of paired per-burst ratios
+    settled: bool = False  # spread within the limit over enough bursts (edgelm.bench.trust)
 
 
 @dataclass(kw_only=True)
@@ -121,7 +130,7 @@ class VariantResult:
     path: str
     precision: str
     size_mb: float
-    rounds: int = 0
+    rounds: int = 0  # bursts measured at each grid point
     load_s: float | None = None
     peak_rss_mb: float | None = None
     points: list[Point] = field(default_factory=list)
