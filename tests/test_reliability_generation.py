@@ -32,7 +32,11 @@ def pipe(exported):
     ({"max_new_tokens": 10_000}, "max_new_tokens=10000 leaves no room for a prompt in the "
                                  "model's 128 positions"),
     ({"num_beams": 0}, "num_beams=0 must be an integer >= 1"),
-    ({"temperature": -0.5}, "temperature=-0.5 must be a number > 0"),
+    ({"temperature": -0.5}, r"temperature=-0.5 must be a number in \[0.0001, 100.0\]"),
+    ({"temperature": 1e-300}, "temperature=1e-300 must be a number in"),  # 0 in float32
+    ({"repetition_penalty": 5e-324}, r"repetition_penalty=5e-324 must be a number in "
+                                     r"\[0.01, 100.0\]"),  # logits / it overflow
+    ({"repetition_penalty": float("inf")}, "repetition_penalty=inf must be a number in"),
     ({"top_p": 0}, r"top_p=0 must be a number in \(0, 1\]"),
     ({"top_p": 1.5}, r"top_p=1.5 must be a number in \(0, 1\]"),
     ({"top_k": -1}, "top_k=-1 must be an integer >= 0"),
@@ -47,7 +51,8 @@ def test_out_of_range_options_name_the_value_and_the_range(pipe, options, messag
 @pytest.mark.parametrize(("args", "message"), [
     (["--max-new-tokens", "0"], "max_new_tokens=0 must be an integer >= 1"),
     (["--num-beams", "0"], "num_beams=0"),
-    (["--temperature", "-1"], "temperature=-1.0 must be a number > 0"),
+    (["--temperature", "-1"], "temperature=-1.0 must be a number in [0.0001, 100.0]"),
+    (["--repetition-penalty", "1e-30"], "repetition_penalty=1e-30 must be a number in"),
     (["--top-p", "1.5"], "top_p=1.5"),
     (["--top-k", "-3"], "top_k=-3"),
 ])

@@ -8,6 +8,10 @@ from typing import Any
 from edgelm.errors import ConfigError
 
 
+TEMPERATURE = (1e-4, 100.0)  # the allowed ranges of the options logits are divided by
+REPETITION_PENALTY = (0.01, 100.0)
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationConfig:
     """What transformers' `generate` calls the same names.
@@ -41,9 +45,13 @@ class GenerationConfig:
         _int_at_least("num_beams", self.num_beams, 1)
         _int_at_least("num_return_sequences", self.num_return_sequences, 1)
         _int_at_least("top_k", self.top_k, 0)
-        _number("temperature", self.temperature, "> 0", lambda v: v > 0)
+        # Bounded so that dividing float32 logits by them cannot overflow to inf or NaN.
+        _number("temperature", self.temperature, f"in [{TEMPERATURE[0]}, {TEMPERATURE[1]}]",
+                lambda v: TEMPERATURE[0] <= v <= TEMPERATURE[1])
         _number("top_p", self.top_p, "in (0, 1]", lambda v: 0 < v <= 1)
-        _number("repetition_penalty", self.repetition_penalty, "> 0", lambda v: v > 0)
+        _number("repetition_penalty", self.repetition_penalty,
+                f"in [{REPETITION_PENALTY[0]}, {REPETITION_PENALTY[1]}]",
+                lambda v: REPETITION_PENALTY[0] <= v <= REPETITION_PENALTY[1])
         _number("length_penalty", self.length_penalty, "finite", lambda v: abs(v) < float("inf"))
         if self.min_new_tokens > self.max_new_tokens:
             raise ConfigError(f"min_new_tokens={self.min_new_tokens} must be <= "
