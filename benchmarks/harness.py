@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgelm.bench.interleave import Worker
 from edgelm.bench.measure import timed
 from edgelm.bench.system import hardware, peak_rss_mb
 
@@ -109,38 +110,30 @@ def run_interleaved(engines: list[Engine], *, bursts: int, calls: int, pause_s: 
                     ) -> dict[str, Interleaved]:
     """Each engine.command + ['--serve'] loads once, then serves `bursts` bursts of `calls`.
 
-    Protocol (one line each way): the worker prints a JSON line when loaded; given a
-    number N it makes one untimed call and N timed ones and prints their ms as a JSON
-    list; at end of input it prints a final JSON object (peak RSS, load time) and exits.
+    The protocol is edgelm bench's (edgelm.bench.measure), on one grid point: the worker
+    says {"loaded": true}; {"calls": N} gets one untimed call and N timed ones, answered
+    as {"ms": [...]}; {"finish": true} gets its end figures (peak RSS, load time).
     The order of engines rotates from burst to burst.
     """
     results = {e.name: Interleaved(name=e.name) for e in engines}
-    workers: dict[str, subprocess.Popen[str]] = {}
+    workers: dict[str, Worker] = {}
     try:
         for engine in engines:
-            worker = subprocess.Popen([*engine.command, "--serve"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, env=_env())
-            workers[engine.name] = worker
-            _reply(engine.name, worker)
+            workers[engine.name] = Worker([*engine.command, "--serve"], env=_env())
+            workers[engine.name].ask(None)
         for b in range(bursts):
             for engine in engines[b % len(engines):] + engines[:b % len(engines)]:
-                worker = workers[engine.name]
-                assert worker.stdin is not None
-                worker.stdin.write(f"{calls}\n")
-                worker.stdin.flush()
-                results[engine.name].bursts.append(_reply(engine.name, worker))
+                burst = workers[engine.name].ask({"calls": calls})
+                results[engine.name].bursts.append(burst["ms"])
                 time.sleep(pause_s)
             print(f"burst {b + 1}/{bursts}: " + ", ".join(
                 f"{n} {r.bursts[-1][len(r.bursts[-1]) // 2]:.1f}" for n, r in results.items()),
                 file=sys.stderr)
         for name, worker in workers.items():  # each measures its end figures in turn
-            out, _ = worker.communicate(timeout=1800)
-            results[name].final = json.loads(out.strip().splitlines()[-1])
+            results[name].final = worker.ask({"finish": True})
     finally:
         for worker in workers.values():
-            if worker.poll() is None:
-                worker.kill()
-                worker.communicate()  # reaps it and closes its pipes
+            worker.close()
     return results
 
 
@@ -152,17 +145,12 @@ def serve(call: Callable[[], Any], finish: Callable[[], dict[str, Any]],
     """
     print(json.dumps({"loaded": True}), flush=True)
     for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("finish"):
+            break
         (settle or call)()
-        print(json.dumps(timed(call, int(line), warmup=0)), flush=True)
+        print(json.dumps({"ms": timed(call, int(request["calls"]), warmup=0)}), flush=True)
     print(json.dumps(finish()), flush=True)
-
-
-def _reply(name: str, worker: subprocess.Popen[str]) -> Any:
-    assert worker.stdout is not None
-    line = worker.stdout.readline()
-    if not line:
-        raise RuntimeError(f"{name} stopped (exit code {worker.wait()})")
-    return json.loads(line)
 
 
 def write_results(path: Path, payload: dict[str, Any], markdown: str) -> None:

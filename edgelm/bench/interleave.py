@@ -41,11 +41,12 @@ class Measured:
 class Worker:
     """One variant's process, spoken to one JSON line at a time."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self._stderr: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
         # Its own session: Ctrl-C reaches only the orchestrator, which stops the worker.
         self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr, text=True, start_new_session=True)
+                                      stderr=self._stderr, text=True, start_new_session=True,
+                                      env=env)
 
     def ask(self, request: dict[str, Any] | None) -> dict[str, Any]:
         """Send `request` (None: just read the next reply) and return the reply."""

@@ -17,7 +17,6 @@ from edgelm.bench.trust import uncertain
 from edgelm.errors import MissingDependencyError
 from edgelm.types import Task
 
-
 WIDE = 140  # columns of the tables when the report goes to a file
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from edgelm.errors import ConfigError
 
-
 TEMPERATURE = (1e-4, 100.0)  # the allowed ranges of the options logits are divided by
 REPETITION_PENALTY = (0.01, 100.0)
 
