@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import numpy as np
 
-from edgelm import __version__
+from edgelm import __version__, caches
 from edgelm.errors import ConfigError, EdgeLMError
 from edgelm.manifest import read_manifest
 from edgelm.types import Device, Precision, Target, Task
@@ -49,7 +50,7 @@ def main(ctx: click.Context, debug: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-@main.command()
+@main.command(short_help="Export a Hugging Face checkpoint to a validated ONNX folder.")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: MODEL_DIR-edgelm-PRECISION].")
@@ -75,6 +76,7 @@ def export(model_dir: Path, output: Path | None, precision: str | None, target: 
     """Export MODEL_DIR (a Hugging Face checkpoint) to a validated ONNX folder."""
     from edgelm._extras import load_export
 
+    steps = _Steps()  # its clock starts here: the first stamp includes importing torch
     export_module = load_export()
     options = export_module.ExportOptions(
         precision=Precision(precision) if precision else None, target=Target(target),
@@ -84,13 +86,62 @@ def export(model_dir: Path, output: Path | None, precision: str | None, target: 
     )
     suffix = options.precision.value + ("" if options.target is Target.CPU else f"-{target}")
     output = output or model_dir.with_name(f"{model_dir.name}-edgelm-{suffix}")
-    progress = None if quiet else (lambda message: click.echo(f"· {message}", err=True))
-    manifest = export_module.export_model(model_dir, output, options, progress=progress)
-    if not quiet:
-        _print_summary(output, manifest, stderr=True)
+    if quiet:
+        export_module.export_model(model_dir, output, options)
+        return
+    with steps:
+        manifest = export_module.export_model(model_dir, output, options, progress=steps)
+    _print_summary(output, manifest, stderr=True)
 
 
-@main.command()
+class _Steps:
+    """Draws the library's progress messages, each the start of a step, with their times.
+
+    On a terminal, one rich line per step whose clock runs until the next step starts;
+    elsewhere (logs, pipes) one plain line per step, stamped with the time since the start.
+    """
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._bar: Any = None
+        self._task: Any = None
+        if getattr(sys.stderr, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            self._bar = Progress(SpinnerColumn(finished_text="[green]✓"),
+                                 TextColumn("{task.description}", markup=False),
+                                 TextColumn("[cyan]{task.elapsed:.1f} s"),
+                                 console=Console(stderr=True))
+
+    def __enter__(self) -> _Steps:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __call__(self, message: str) -> None:
+        if self._bar is None:
+            click.echo(f"[{time.perf_counter() - self._start:6.1f} s] {message}", err=True)
+            return
+        self._end_step()
+        self._task = self._bar.add_task(message, total=1)
+
+    def __exit__(self, failed: type[BaseException] | None, *_: Any) -> None:
+        if self._bar is None:
+            return
+        if failed is not None and self._task is not None:  # the error line says what failed
+            self._bar.remove_task(self._task)
+            self._task = None
+        self._end_step()
+        self._bar.stop()
+
+    def _end_step(self) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=1)
+            self._bar.stop_task(self._task)
+
+
+@main.command(short_help="Run an exported folder on texts and print the results.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--top-k", type=int, default=1, show_default=True,
@@ -119,8 +170,8 @@ def run(folder: Path, texts: tuple[str, ...], top_k: int, device: str,
         click.echo(f"{text!r}: {_short(result)}")
 
 
-def _generation_options(f: Any) -> Any:
-    """The options `generate` and `chat` share."""
+def _generation_options(*, stream: bool) -> Callable[[Any], Any]:
+    """The options `generate` and `chat` share; `stream` is the command's default."""
     options = [
         click.option("--max-new-tokens", type=int, default=64, show_default=True),
         click.option("--min-new-tokens", type=int, default=0, show_default=True),
@@ -136,10 +187,18 @@ def _generation_options(f: Any) -> Any:
                      show_default=True),
         click.option("--threads", type=int, default=None,
                      help="CPU threads [default: all cores]."),
+        click.option("--stream/--no-stream", default=stream, show_default=True,
+                     help="Print the text piece by piece as tokens are decoded."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print JSON (whole texts, so no streaming)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+
+    def apply(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
 
 
 def _options(values: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +211,14 @@ def _options(values: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _check_json(ctx: click.Context, stream: bool, as_json: bool) -> bool:
+    """Whether to stream: never with --json (whole texts), which an explicit --stream refuses."""
+    given = ctx.get_parameter_source("stream") is click.core.ParameterSource.COMMANDLINE
+    if as_json and stream and given:
+        raise click.UsageError("--json prints whole texts; drop --stream or --json")
+    return stream and not as_json
+
+
 def _generation_pipeline(folder: Path, values: dict[str, Any]) -> Any:
     """The folder's TextGenerationPipeline; another task is refused before any loading."""
     from edgelm.pipelines import TextGenerationPipeline
@@ -162,14 +229,19 @@ def _generation_pipeline(folder: Path, values: dict[str, Any]) -> Any:
     return TextGenerationPipeline(folder, device=values["device"], threads=values["threads"])
 
 
-@main.command()
+@main.command(short_help="Continue a prompt with a text-generation folder.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.argument("prompt")
-@_generation_options
-@click.option("--stream", is_flag=True, help="Print tokens as they are generated.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def generate(folder: Path, prompt: str, stream: bool, as_json: bool, **values: Any) -> None:
-    """Continue PROMPT with the text-generation model in FOLDER."""
+@_generation_options(stream=False)
+@click.pass_context
+def generate(ctx: click.Context, folder: Path, prompt: str, stream: bool, as_json: bool,
+             **values: Any) -> None:
+    """Continue PROMPT with the text-generation model in FOLDER.
+
+    Prints the whole text when it is done; --stream prints it as tokens are decoded,
+    --json prints the results as JSON.
+    """
+    stream = _check_json(ctx, stream, as_json)
     pipe = _generation_pipeline(folder, values)
     options = _options(values)
     if stream:
@@ -185,33 +257,63 @@ def generate(folder: Path, prompt: str, stream: bool, as_json: bool, **values: A
         click.echo("\n---\n".join(r["generated_text"] for r in results))
 
 
-@main.command()
+@main.command(short_help="Chat with a text-generation folder, one line per turn.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--system", default=None, help="A system message to start with.")
-@_generation_options
-def chat(folder: Path, system: str | None, **values: Any) -> None:
-    """Chat with the model in FOLDER (its chat template); an empty line or Ctrl-D ends."""
+@_generation_options(stream=True)
+@click.pass_context
+def chat(ctx: click.Context, folder: Path, system: str | None, stream: bool, as_json: bool,
+         **values: Any) -> None:
+    """Chat with the model in FOLDER (its chat template); an empty line or Ctrl-D ends.
+
+    Replies stream as tokens are decoded; --no-stream prints each reply at once.
+    --json prints one JSON object per reply, {"role": "assistant", "content": ...},
+    on its own line of stdout (the "you>" prompt goes to stderr).
+    """
+    stream = _check_json(ctx, stream, as_json)
     pipe = _generation_pipeline(folder, values)
     options = _options(values)
     messages = [{"role": "system", "content": system}] if system else []
-    while True:
-        try:
-            line = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
-        except (EOFError, click.Abort):
-            break
-        if not line.strip():
-            break
+    while (line := _read_turn(prompt_to_stderr=as_json)) is not None:
         messages.append({"role": "user", "content": line})
-        click.echo("assistant> ", nl=False)
-        reply = ""
-        for piece in pipe.chat(messages, stream=True, **options):
-            reply += piece
-            click.echo(piece, nl=False)
-        click.echo()
+        reply = _reply(pipe, messages, options, stream=stream, as_json=as_json)
         messages.append({"role": "assistant", "content": reply})
 
 
-@main.command()
+def _read_turn(*, prompt_to_stderr: bool) -> str | None:
+    """The user's next line; None at an empty line, Ctrl-D or Ctrl-C."""
+    try:
+        if prompt_to_stderr:  # stdout carries only JSON lines
+            click.echo("you> ", nl=False, err=True)
+            line = sys.stdin.readline()
+        else:
+            line = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
+    except (EOFError, KeyboardInterrupt, click.Abort):
+        return None
+    return line.rstrip("\r\n") if line.strip() else None
+
+
+def _reply(pipe: Any, messages: list[dict[str, str]], options: dict[str, Any], *,
+           stream: bool, as_json: bool) -> str:
+    """Generate and print the assistant's reply to `messages`; returns it."""
+    if as_json:
+        reply = pipe.chat(messages, stream=False, **options)
+        click.echo(json.dumps({"role": "assistant", "content": reply}, ensure_ascii=False))
+        return str(reply)
+    click.echo("assistant> ", nl=False)
+    if not stream:
+        reply = pipe.chat(messages, stream=False, **options)
+        click.echo(reply)
+        return str(reply)
+    reply = ""
+    for piece in pipe.chat(messages, stream=True, **options):
+        reply += piece
+        click.echo(piece, nl=False)
+    click.echo()
+    return reply
+
+
+@main.command(short_help="Summarize an exported folder's manifest and check its files.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest.")
 def info(folder: Path, as_json: bool) -> None:
@@ -230,7 +332,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
 
 
-@main.command()
+@main.command(short_help="Measure ONNX variants against PyTorch: speed, memory, accuracy.")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--precision", "precisions", default=None, metavar="LIST",
               help="Variants to export and measure, e.g. fp32,int8,int4 "
@@ -248,9 +350,10 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--device", type=click.Choice([Device.CPU.value, Device.CUDA.value]),
               default="cpu", show_default=True)
 @click.option("--rounds", type=int, default=3, show_default=True,
-              help="Alternating rounds; each variant runs in a fresh process per round.")
+              help="Rounds: in each, every variant's worker (loaded once) times each grid "
+                   "point in a burst, the variants taking turns. 3 or more show the spread.")
 @click.option("--runs", type=int, default=10, show_default=True,
-              help="Timed calls per grid point per round.")
+              help="Timed calls per burst.")
 @click.option("--new-tokens", type=int, default=32, show_default=True)
 @click.option("--no-baseline", is_flag=True, help="Skip PyTorch.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
@@ -280,15 +383,26 @@ def bench(model_dir: Path, precisions: str | None, onnx_folders: tuple[Path, ...
         device=Device.parse(device), rounds=rounds, runs=runs, new_tokens=new_tokens,
         baseline=not no_baseline, **({"threads": threads} if threads is not None else {}))
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total}"), TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("preparing", total=None)
+    if not console.is_terminal:  # a log or a pipe: one plain line per step instead of a bar
+        start = time.perf_counter()
 
-        def progress(label: str, done: int, total: int) -> None:
-            bar.update(task, description=label, completed=max(0, done - 1),
-                       total=total or None)
+        def log_line(label: str, done: int, total: int) -> None:
+            count = f" ({done}/{total})" if total else ""
+            click.echo(f"[{time.perf_counter() - start:6.1f} s] {label}{count}", err=True)
 
-        result = run_bench(model_dir, options, progress=progress)
+        result = run_bench(model_dir, options, progress=log_line)
+    else:
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), console=console,
+                      transient=True) as bar:
+            task = bar.add_task("preparing", total=None, count="")
+
+            def progress(label: str, done: int, total: int) -> None:  # total 0: not known yet
+                bar.update(task, description=label, completed=max(0, done - 1),
+                           total=total or None,
+                           count=f"{max(0, done - 1)}/{total}" if total else "")
+
+            result = run_bench(model_dir, options, progress=progress)
     report.print_report(result, Console())
     for path, write in ((json_out, report.write_json), (csv_out, report.write_csv),
                         (plot_out, report.write_plot)):
@@ -299,11 +413,82 @@ def bench(model_dir: Path, precisions: str | None, onnx_folders: tuple[Path, ...
         sys.exit(130)
 
 
+@main.group(invoke_without_command=True,
+            short_help="List the cache folders edgelm fills, or clear them.")
+@click.pass_context
+def cache(ctx: click.Context) -> None:
+    """List the folders edgelm caches builds in: what each holds, its size, the variable
+    that moves it. `edgelm cache clear` empties them."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(cache_list)
+
+
+@cache.command("list", short_help="List each cache folder, what it holds and its size.")
+def cache_list() -> None:
+    """List each cache folder, what it holds, the variable that moves it and its size."""
+    sizes = {folder.name: caches.disk_usage(folder) for folder in caches.CACHES}
+    for folder in caches.CACHES:
+        there = folder.path.is_dir()
+        click.echo(f"{folder.name:<11} {_megabytes(sizes[folder.name]) if there else '-':>9}  "
+                   f"{folder.path}{'' if there else ' (not made yet)'}")
+        where = f" (to ${folder.env}/{folder.under_env})" if folder.under_env else ""
+        for line in (folder.holds, f"filled by {folder.filled_by}",
+                     f"moved by setting {folder.env}{where}"):
+            click.echo(click.wrap_text(line, width=96, initial_indent=" " * 4,
+                                       subsequent_indent=" " * 6))
+    click.echo(f"{'total':<11} {_megabytes(sum(sizes.values())):>9}  "
+               "(`edgelm cache clear [NAME]` empties them)")
+
+
+@cache.command("clear", short_help="Empty cache folders (all, or those named).")
+@click.argument("names", nargs=-1, type=click.Choice(caches.NAMES))
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before removing.")
+def cache_clear(names: tuple[str, ...], yes: bool) -> None:
+    """Empty the cache folders NAMES (default: all); what uses them rebuilds what it needs.
+
+    Only the folders `edgelm cache` lists are touched, and never one that holds the home
+    or current folder.
+    """
+    chosen = [caches.cache_folder(n) for n in names] if names else list(caches.CACHES)
+    for folder in chosen:
+        caches.check_clearable(folder)
+    found = [(f, caches.disk_usage(f)) for f in chosen if f.path.is_dir()]
+    if not found:
+        click.echo("nothing to clear: " + ", ".join(str(f.path) for f in chosen) + " do not exist")
+        return
+    for folder, size in found:
+        click.echo(f"{folder.name:<11} {_megabytes(size):>9}  {folder.path}")
+    if not yes:
+        click.confirm(f"Empty {'this folder' if len(found) == 1 else 'these folders'}?",
+                      abort=True)
+    for folder, _ in found:
+        click.echo(f"cleared {folder.name}: {_megabytes(caches.clear(folder))} freed")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 def _short(result: Any) -> str:
     if isinstance(result, list) and result and isinstance(result[0], float):
         head = ", ".join(f"{x:.4f}" for x in result[:4])
         return f"[{head}, ...] ({len(result)} dims)"
     return json.dumps(result, ensure_ascii=False)
+
+
+# What the "vs PyTorch" row should read at each precision, and where the figures are.
+_EXPECTED = {
+    Precision.FP32: "a tight match: the export fails past the architecture's tolerance",
+    Precision.FP16: "half precision: a small drift; agreement or cosine close to 1",
+    Precision.INT8: "a small drift; agreement or cosine close to 1",
+    Precision.INT4: "weight-only 4-bit: logits drift by several units and greedy agreement "
+                    "around 0.7 is normal for small models; judge it by task quality",
+}
+_READ_MORE = {
+    True: "README: Decoding performance and quality; `edgelm bench MODEL_DIR --text FILE` "
+          "measures perplexity",
+    False: "README: Accuracy; `edgelm bench MODEL_DIR --data FILE` measures task accuracy",
+}
 
 
 def _print_summary(folder: Path, manifest: Any, *, stderr: bool) -> None:
@@ -327,4 +512,7 @@ def _print_summary(folder: Path, manifest: Any, *, stderr: bool) -> None:
         agreement = (f"{kind} {v.top1_agreement:.3f}" if v.top1_agreement is not None
                      else f"min cosine {v.cosine_min:.4f}")
         table.add_row("vs PyTorch", f"max |diff| {v.max_abs_diff:.2e}, {agreement}")
+        table.add_row("expected", _EXPECTED[manifest.precision])
+        table.add_row("read more", _READ_MORE[bool(manifest.decoder)])
     Console(stderr=stderr).print(table)
+

@@ -59,8 +59,8 @@ def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging
                          step: Callable[[str], None]) -> Manifest:
     if options.keep_float:
         raise ConfigError("--keep-float applies to int8 encoders; drop it for decoders")
-    step(f"writing the {checkpoint.spec.name} decoder graph ({options.precision.value}, "
-         "GroupQueryAttention, KV cache)")
+    step(f"building the {checkpoint.spec.name} decoder graph ({options.precision.value} "
+         "weights, GroupQueryAttention, KV cache)")
     # On CUDA, activations and the cache are float16 whatever the weights (the GPU's
     # GroupQueryAttention is fp16-only); fp32 stays fp32 when asked for.
     half = options.precision is Precision.FP16 or (
@@ -69,6 +69,7 @@ def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging
                         dtype=np.float16 if half else np.float32)
     proto, shape = build_decoder(checkpoint.model, checkpoint.config, writer)
     path = staging / MODEL_FILE
+    step(f"saving {MODEL_FILE} and {WEIGHTS_FILE}")
     onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
               location=WEIGHTS_FILE, size_threshold=1024)
     onnx.save(build_cache_reorder(shape, writer.dtype), str(staging / CACHE_REORDER_FILE))

@@ -1,4 +1,8 @@
-"""`export_model`: load -> export -> fuse -> convert -> validate -> write."""
+"""`export_model`: load -> export -> fuse -> convert -> validate -> write.
+
+Each step is announced through `progress(message)` as it starts (logged at INFO when
+no callback is given); the caller draws it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from edgelm.errors import ConfigError
 from edgelm.export import optimize
@@ -87,7 +91,8 @@ def _build(
     step("fusing attention, layer norms and GELU")
     optimize.fuse(work / "raw.onnx", work / "fused.onnx", spec=checkpoint.spec,
                   config=checkpoint.config, gpu=options.target is Target.CUDA)
-    step(f"converting to {options.precision.value}")
+    precision = cast(Precision, options.precision)  # never None after __post_init__
+    step(f"{'quantizing' if precision is Precision.INT8 else 'converting'} to {precision.value}")
     optimize.convert(work / "fused.onnx", staging / MODEL_FILE, options.precision,
                      options.keep_float)
     tokenizer = write_tokenizer(checkpoint.folder, staging)
