@@ -35,7 +35,7 @@ def smollm2_args(threads: int) -> list[str]:
     from edgelm.export.zoo import smollm2_dir
 
     return [str(smollm2_dir()), "--batch-sizes", "1,4", "--seq-lens", "16", "--new-tokens", "32",
-            "--rounds", "2", "--runs", "6", "--threads", str(threads)]
+            "--rounds", "3", "--runs", "4", "--threads", str(threads)]
 
 
 def main() -> None:
