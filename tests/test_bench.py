@@ -68,7 +68,7 @@ def test_classifier_bench_writes_json_csv_and_plot(checkpoints, tmp_path):
     expected_accuracy = float((predicted.numpy() == truth).mean())
     for name, v in variants.items():
         assert v["error"] is None and v["rounds"] == 2
-        assert v["size_mb"] > 0 and 0 < v["load_s"] < 60 and v["peak_rss_mb"] > 20
+        assert v["size_mb"] > 0 and v["load_s"] > 0 and v["peak_rss_mb"] > 20
         assert [(p["batch"], p["seq_len"]) for p in v["points"]] == [(1, 8), (1, 24), (4, 8),
                                                                      (4, 24)]
         for p, base in zip(v["points"], variants["PyTorch"]["points"]):
