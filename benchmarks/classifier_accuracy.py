@@ -1,6 +1,6 @@
 """The real fine-tuned MiniLM sentiment classifier: accuracy of PyTorch and each export.
 
-    python benchmarks/classifier_accuracy.py
+    python benchmarks/classifier_accuracy.py   # -> results/classifier_accuracy-CPUKIND.md
 
 2,000 held-out VADER movie-review snippets (edgelm.export.zoo). "flips" counts
 texts whose predicted label differs from PyTorch's: a less noisy measure of
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from harness import hardware, write_results
+from harness import hardware, machine_tag, write_results
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = {  # name -> ExportOptions keywords
@@ -81,7 +81,9 @@ def main() -> None:
         lines.append(f"| {r['variant']} | {r['accuracy']:.4f} | {r['delta_points']:+.2f} | "
                      f"{r['flips']} | {size} |")
     markdown = "\n".join(lines) + "\n"
-    write_results(HERE / "results" / "classifier_accuracy", {"hardware": info, "rows": rows},
+    # int8 flips differ between CPU kinds (AVX2 vs VNNI kernels): one file per kind
+    write_results(HERE / "results" / f"classifier_accuracy-{machine_tag(info)}",
+                  {"hardware": info, "rows": rows},
                   markdown)
     print(markdown)
 

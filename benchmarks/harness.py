@@ -27,7 +27,8 @@ from edgelm.bench.interleave import Worker
 from edgelm.bench.measure import timed
 from edgelm.bench.system import hardware, peak_rss_mb
 
-__all__ = ["Engine", "Interleaved", "Result", "hardware", "paired_ratio", "peak_rss_mb",
+__all__ = ["Engine", "Interleaved", "Result", "hardware", "machine_tag", "paired_ratio",
+           "peak_rss_mb",
            "run_alternating", "run_interleaved", "serve", "timed", "versus", "write_results"]
 
 
@@ -151,6 +152,18 @@ def serve(call: Callable[[], Any], finish: Callable[[], dict[str, Any]],
         (settle or call)()
         print(json.dumps({"ms": timed(call, int(request["calls"]), warmup=0)}), flush=True)
     print(json.dumps(finish()), flush=True)
+
+
+def machine_tag(info: dict[str, Any]) -> str:
+    """'amd-avx2', 'intel-amx', ...: int8 results differ by the CPU's best int8 path, so
+    results files that depend on it carry this in their name."""
+    vendor = "amd" if "AMD" in info["cpu"] else "intel" if "Intel" in info["cpu"] else "cpu"
+    simd = set(info["simd"])
+    level = next((name for flag, name in (("amx_int8", "amx"), ("avx512_vnni", "vnni"),
+                                          ("avx_vnni", "vnni"), ("avx2", "avx2"),
+                                          ("asimddp", "arm-dot"), ("asimd", "neon"))
+                  if flag in simd), "plain")
+    return f"{vendor}-{level}"
 
 
 def write_results(path: Path, payload: dict[str, Any], markdown: str) -> None:
