@@ -3,8 +3,9 @@ held-out data, and SmolLM2-135M-Instruct.
 
     python benchmarks/bench_real.py [--models classifier,smollm2] [--threads 2]
 
-Writes results/bench_{classifier,smollm2}.{json,csv,png,txt}: the command's own
-outputs, plus its terminal table. The exact commands are printed and saved.
+Writes results/bench_{classifier,smollm2}-CPUKIND.{json,csv,png,txt} (CPUKIND as
+harness.machine_tag: amd-avx2, intel-amx, ...): the command's own outputs, plus its
+terminal table. The exact commands are printed and saved.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from harness import hardware, machine_tag
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -45,8 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     makers = {"classifier": classifier_args, "smollm2": smollm2_args}
+    tag = machine_tag(hardware())
     for name in args.models.split(","):
-        out = RESULTS / f"bench_{name}"
+        out = RESULTS / f"bench_{name}-{tag}"
         command = [sys.executable, "-m", "edgelm", "bench", *makers[name](args.threads),
                    "--json", f"{out}.json", "--csv", f"{out}.csv", "--plot", f"{out}.png"]
         shown = "edgelm " + shlex.join(command[3:])
