@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
+import re
 from pathlib import Path
+from typing import Any, Iterator
 
 import onnxruntime as ort
 
-from edgelm.errors import ConfigError, ModelFolderError, ProviderUnavailableError, first_line
+from edgelm.errors import (
+    ConfigError,
+    EdgeLMError,
+    ModelFolderError,
+    ProviderUnavailableError,
+    first_line,
+)
+from edgelm.limits import LIMITS
 from edgelm.types import Device
 
 log = logging.getLogger(__name__)
@@ -36,16 +47,33 @@ def resolve_device(device: str | Device) -> Device:
     return device
 
 
+def check_threads(threads: Any) -> None:
+    """None (all cores) or a count from 1 to the cap (LIMITS.thread_cap())."""
+    cap = LIMITS.thread_cap()
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cap:
+        raise ConfigError(
+            f"threads={threads!r} must be an integer from 1 to {cap} "
+            f"({LIMITS.threads_per_core} per core of this machine's {os.cpu_count()} cores, at "
+            f"most {LIMITS.max_threads}); leave it out to use all cores")
+
+
 def create_session(
     model_path: Path, *, device: Device, threads: int | None = None
 ) -> ort.InferenceSession:
-    """An InferenceSession on `device` with explicit thread counts."""
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads={threads} must be >= 1 (or None for all cores)")
+    """An InferenceSession on `device` with explicit thread counts.
+
+    The path must be one edgelm.folder.ModelFolder.graph checked (the exporter's own
+    graphs aside): onnxruntime opens it and its external data as they are.
+    """
+    check_threads(threads)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors reach the user as ModelFolderError/EdgeLMError
+    # Parse it as ONNX whatever its bytes say: edgelm checked it as an ONNX protobuf.
+    options.add_session_config_entry("session.load_model_format", "ONNX")
     if threads is not None:
         options.intra_op_num_threads = threads
     providers = [_PROVIDERS[device]]
@@ -60,6 +88,42 @@ def create_session(
         raise ModelFolderError(
             f"onnxruntime cannot load {model_path} ({first_line(e, 200)}); export the model again"
         ) from e
+
+
+@contextlib.contextmanager
+def running(model: Path | str) -> Iterator[None]:
+    """onnxruntime's errors while running `model`, as one line.
+
+    Wraps only the session call: a graph that does not match its manifest or its inputs
+    (out-of-range ids, wrong shapes) and allocation failures end up here.
+    """
+    try:
+        yield
+    except EdgeLMError:
+        raise
+    except MemoryError as e:
+        raise ConfigError(f"out of memory running {model}; pass fewer or shorter texts, or "
+                          "a smaller batch_size") from e
+    except Exception as e:  # onnxruntime's own exception classes derive from Exception
+        if "alloc" in str(e).lower():
+            size = re.search(r"buffer of size (\d+)", str(e))
+            asked = f"a node asked for {int(size.group(1)) / 2**30:.1f} GiB" if size \
+                else first_line(e, 200)
+            raise ConfigError(f"onnxruntime ran out of memory running {model} ({asked}); pass "
+                              "fewer or shorter texts, or a smaller batch_size") from e
+        raise ModelFolderError(f"onnxruntime failed running {model} ({first_line(e, 200)}); "
+                               "the graph does not match its manifest: export the model "
+                               "again") from e
+
+
+@contextlib.contextmanager
+def memory_errors(what: str) -> Iterator[None]:
+    """A MemoryError (numpy's, or onnxruntime's turned into one) as a one-line ConfigError."""
+    try:
+        yield
+    except MemoryError as e:
+        raise ConfigError(f"out of memory {what}; ask for less (fewer or shorter texts, "
+                          "fewer beams or sequences, fewer new tokens)") from e
 
 
 @functools.cache

@@ -7,6 +7,7 @@ max_new_tokens). Rows are right-padded, so row b's tokens sit at positions
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import onnxruntime as ort
 from edgelm.errors import ConfigError
 from edgelm.generation.cache import DeviceCache, HostCache, KVCache, RowGather
 from edgelm.manifest import DecoderInfo
+from edgelm.session import running
 
 
 @dataclass
@@ -35,6 +37,21 @@ class DecoderRunner:
         self._logits_at = "logits_at" in inputs  # folders exported before it compute all
         self.dtype = np.float16 if inputs["past_key_values.0.key"] == "tensor(float16)" \
             else np.float32
+
+    def check_memory(self, rows: int, capacity: int) -> None:
+        """Refuse a request whose cache and logits could not fit in this machine's memory
+        (or the process's address-space limit), before anything is allocated."""
+        info, itemsize = self.info, np.dtype(self.dtype).itemsize
+        cache = rows * capacity * info.num_layers * 2 * info.kv_heads * info.head_size * itemsize
+        copies = 8 + (0 if self._logits_at else capacity)  # per step; all positions without
+        need = cache + rows * info.vocab_size * 4 * copies  # logits_at's gather
+        have = memory_bytes()
+        if have is not None and need > have:
+            raise ConfigError(
+                f"{rows} sequences of up to {capacity} tokens need about {need / 2**30:.1f} GiB "
+                f"for the cache and logits, more than the {have / 2**30:.1f} GiB this process "
+                "may use; lower num_beams, num_return_sequences, max_new_tokens or the number "
+                "of prompts")
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
         if self.gather is not None:
@@ -91,8 +108,24 @@ class DecoderRunner:
         for name, value in state.cache.values.items():
             io.bind_ortvalue_input(f"past_key_values.{name}", value)
             io.bind_ortvalue_output(f"present.{name}", value)
-        self.session.run_with_iobinding(io)
+        with running("the decoder graph"):
+            self.session.run_with_iobinding(io)
         logits = io.get_outputs()[0].numpy()
         if not self._logits_at:  # exported before logits_at: every position
             logits = np.take_along_axis(logits, at[:, :, None], axis=1)
         return logits
+
+
+def memory_bytes() -> int | None:
+    """Physical memory, or the address-space limit when lower; None when unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return total
+    return total if soft == resource.RLIM_INFINITY else min(total, soft)

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from tokenizers import Encoding
+from tokenizers import Encoding, Tokenizer
 
 from edgelm.errors import ConfigError, ModelFolderError
+from edgelm.folder import ModelFolder
+from edgelm.graph_check import check_graph
+from edgelm.limits import LIMITS
 from edgelm.manifest import Manifest, read_manifest
-from edgelm.session import create_session, resolve_device
-from edgelm.tokenizer import EncodedBatch, TextTokenizer
+from edgelm.session import check_threads, create_session, resolve_device, running
+from edgelm.tokenizer import EncodedBatch, TextTokenizer, id_bound, load_tokenizer
 from edgelm.types import Device, Precision, Task
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,11 @@ class Pipeline:
 
     Constructing `Pipeline` returns the subclass registered for the folder's
     task (TextClassificationPipeline, EmbeddingPipeline, ...).
+
+    The folder is untrusted: its files must be listed in the manifest with their
+    sha256, stay inside it and under their size caps, and the manifest must match the
+    graph (edgelm/folder.py, edgelm/graph_check.py). `trust_folder=True` relaxes the
+    file checks only (listing, sha256, size caps, confinement) and logs a warning.
     """
 
     task: ClassVar[Task]
@@ -62,22 +70,33 @@ class Pipeline:
         device: str | Device = "auto",
         threads: int | None = None,
         batch_size: int = 32,
+        trust_folder: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
+                or not 1 <= batch_size <= LIMITS.batch_size:
+            raise ConfigError(f"batch_size={batch_size!r} must be an integer from 1 to "
+                              f"{LIMITS.batch_size}")
+        check_threads(threads)
         self.folder = Path(folder)
-        self.manifest: Manifest = read_manifest(self.folder)
+        self.files = ModelFolder(self.folder, trust_folder=trust_folder)
+        self.manifest: Manifest = self.files.manifest
         if self.manifest.task is not self.task:
             raise ConfigError(
                 f"{self.folder} holds a {self.manifest.task.value} model, "
                 f"not {self.task.value}; use edgelm.Pipeline(folder)"
             )
         self.device = resolve_device(device)
-        self.session = create_session(
-            self.folder / self.manifest.model_file, device=self.device, threads=threads
-        )
+        model_path, self._facts = self.files.graph(self.manifest.model_file)
+        self.session = create_session(model_path, device=self.device, threads=threads)
         self.batch_size = batch_size
         self._input_names = [i.name for i in self.session.get_inputs()]
+
+    def _load_tokenizer(self) -> Tokenizer:
+        """The folder's tokenizer, once the manifest is checked against it and the graph."""
+        tokenizer = load_tokenizer(self.files)
+        check_graph(self.manifest, self.session, self._facts, vocab=id_bound(tokenizer),
+                    label=str(self.folder))
+        return tokenizer
 
     def __call__(self, texts: Any, /) -> Any:
         """Run the pipeline; each task documents its own options and result."""
@@ -98,9 +117,10 @@ class EncoderPipeline(Pipeline):
                         "int8 operators have no fast CUDA kernels); export with --target cuda "
                         "for fp16")
         self.tokenizer = TextTokenizer(
-            self.folder,
+            self.files,
             max_length=self.manifest.max_length,
             pad_token_id=self.manifest.pad_token_id,
+            tokenizer=self._load_tokenizer(),
         )
 
     def _feed(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
@@ -112,6 +132,20 @@ class EncoderPipeline(Pipeline):
         }
         return {name: available[name] for name in self._input_names}
 
+    def _check_output(self, output: np.ndarray, batch: EncodedBatch) -> None:
+        """The head's shape, on each call: the graph may leave its dimensions symbolic."""
+        rows, width = batch.input_ids.shape
+        labels = len(self.manifest.labels)
+        want = {Task.TEXT_CLASSIFICATION: (rows, labels),
+                Task.TOKEN_CLASSIFICATION: (rows, width, labels)}.get(self.task)
+        fine = output.shape == want if want else output.ndim == 2 and output.shape[0] == rows
+        if not fine:
+            raise ModelFolderError(
+                f"{self.folder}: the graph's {self.manifest.outputs[0]!r} has shape "
+                f"{list(output.shape)} for {rows} texts of {width} tokens; the manifest "
+                f"expects {list(want) if want else [rows, 'dim']} (labels: {labels}); "
+                "export the model again")
+
     def _run(self, texts: list[str]) -> list[TextOutput]:
         """The graph's first output for each text, in input order.
 
@@ -122,7 +156,9 @@ class EncoderPipeline(Pipeline):
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             batch = self.tokenizer.encode_batch([texts[i] for i in chunk])
-            (output,) = self.session.run([self.manifest.outputs[0]], self._feed(batch))
+            with running(self.folder / self.manifest.model_file):
+                (output,) = self.session.run([self.manifest.outputs[0]], self._feed(batch))
+            self._check_output(output, batch)
             for row, i in enumerate(chunk):
                 results[i] = TextOutput(
                     output=output[row],

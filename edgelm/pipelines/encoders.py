@@ -28,8 +28,9 @@ class TextClassificationPipeline(EncoderPipeline):
         A text that was cut to the model's maximum length carries "truncated": True.
         """
         labels = self.manifest.labels
-        if not 1 <= top_k <= len(labels):
-            raise ConfigError(f"top_k={top_k} must be between 1 and {len(labels)} (the labels)")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(labels):
+            raise ConfigError(f"top_k={top_k!r} must be between 1 and {len(labels)} (the "
+                              "labels), an integer")
         items, _ = check_texts(texts)
         results = [self._rank(r, top_k) for r in self._run(items)]
         return [r[0] for r in results] if top_k == 1 else results

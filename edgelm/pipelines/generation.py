@@ -10,14 +10,15 @@ import numpy as np
 
 from edgelm.errors import ConfigError, ModelFolderError
 from edgelm.generation.cache import RowGather
-from edgelm.generation.chat import load_template, render
+from edgelm.generation.chat import ChatTemplate, load_template
 from edgelm.generation.config import GenerationConfig
 from edgelm.generation.runner import DecoderRunner
-from edgelm.generation.search import beam_search, sample_or_greedy
+from edgelm.generation.search import beam_search, capacity, sample_or_greedy
 from edgelm.generation.streaming import StopStrings
-from edgelm.manifest import inside
+from edgelm.limits import LIMITS
 from edgelm.pipelines.base import Pipeline
-from edgelm.tokenizer import check_texts, load_tokenizer
+from edgelm.session import memory_errors
+from edgelm.tokenizer import check_text, check_texts, cut_tail, encode
 from edgelm.types import Device, Task
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,19 @@ class TextGenerationPipeline(Pipeline):
             raise ModelFolderError(f"{self.folder}: the manifest has no decoder section; "
                                    "export the model again")
         self.info = info
-        self.runner = DecoderRunner(self.session, info)
-        self.runner.gather = self._row_gather()
-        self.tokenizer = load_tokenizer(self.folder)
+        self.tokenizer = self._load_tokenizer()  # checks the graph against the manifest
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
+        self.runner = DecoderRunner(self.session, info)
+        self.runner.gather = self._row_gather()
         self.eos_ids = list(info.eos_token_ids)
         self.pad_id = self.manifest.pad_token_id
-        self._template, self._specials = load_template(self.folder)
+        self.template = ChatTemplate(*load_template(self.files), self.folder)
 
     # -- public API --------------------------------------------------------
     def __call__(self, prompts: Any, /, **options: Any) -> Any:
         texts, single = check_texts(prompts)
-        config = GenerationConfig.make(**options)
+        config = _config(options)
         results: list[list[dict[str, str]]] = []
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start : start + self.batch_size]
@@ -66,9 +67,19 @@ class TextGenerationPipeline(Pipeline):
     def generate_ids(self, prompts: list[list[int]], config: GenerationConfig
                      ) -> list[list[list[int]]]:
         """Generated token ids (eos included) for each prompt, num_return_sequences each."""
-        if config.num_beams > 1:
-            found = beam_search(self.runner, prompts, config, self.eos_ids, pad_id=self.pad_id)
-            return [[h.tokens for h in hyps] for hyps in found]
+        rows = len(prompts) * max(config.num_beams, config.num_return_sequences)
+        self.runner.check_memory(rows, capacity(prompts, config))
+        with memory_errors("generating"):
+            if config.num_beams > 1:
+                found = beam_search(self.runner, prompts, config, self.eos_ids,
+                                    pad_id=self.pad_id)
+                return [[h.tokens for h in hyps] for hyps in found]
+            out = self._sample(prompts, config)
+        n = config.num_return_sequences
+        return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _sample(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+        """Greedy or sampled tokens of each prompt's num_return_sequences rows."""
         rows = [p for p in prompts for _ in range(config.num_return_sequences)]
         out: list[list[int]] = [[] for _ in rows]
         stops = StopStrings(self.tokenizer, rows, config.stop) if config.stop else None
@@ -76,15 +87,14 @@ class TextGenerationPipeline(Pipeline):
                                                pad_id=self.pad_id, stopped=stops):
             for row in np.flatnonzero(active):
                 out[row].append(int(tokens[row]))
-        n = config.num_return_sequences
-        return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
+        return out
 
     def stream(self, prompt: str, /, **options: Any) -> Iterator[str]:
         """Yield the generated text piece by piece as tokens are decoded."""
         texts, single = check_texts(prompt)
         if not single:
             raise ConfigError("stream takes one prompt; call it once per prompt")
-        config = GenerationConfig.make(**options)
+        config = _config(options)
         if config.num_beams > 1 or config.num_return_sequences > 1:
             raise ConfigError("stream decodes one sequence; use num_beams=1 and "
                               "num_return_sequences=1, or call the pipeline")
@@ -92,9 +102,13 @@ class TextGenerationPipeline(Pipeline):
 
     def chat(self, messages: list[dict[str, str]], /, *, stream: bool = False,
              **options: Any) -> Any:
-        """The assistant's reply to `messages`, with the model's chat template applied."""
-        text = render(self._template, messages, self._specials, self.folder)
-        config = GenerationConfig.make(**options)
+        """The assistant's reply to `messages`, with the model's chat template applied.
+
+        Every message's strings go through the same checks as a prompt; the template
+        renders in a bounded sandbox (generation/sandbox.py).
+        """
+        config = _config(options)
+        text = self.template.render(messages)
         ids = self._encode(text, config, special_tokens=False)
         if stream:
             return self._stream_ids(ids, config)
@@ -114,33 +128,40 @@ class TextGenerationPipeline(Pipeline):
                         "(GroupQueryAttention's CUDA kernel is fp16): export it with "
                         "--target cuda")
             return None
-        return RowGather(inside(self.folder, self.info.cache_reorder_file))
+        return RowGather(self.files.graph(self.info.cache_reorder_file)[0])
 
     def _stream_ids(self, ids: list[int], config: GenerationConfig) -> Iterator[str]:
+        self.runner.check_memory(1, len(ids) + config.max_new_tokens)
         follow, sent = StopStrings(self.tokenizer, [ids], config.stop), 0
-        for _ in sample_or_greedy(self.runner, [ids], config, self.eos_ids,
-                                  pad_id=self.pad_id, stopped=follow):
-            text = follow.texts[0]
-            end, stopped = _shown(text, config.stop)
-            if end > sent:
-                yield text[sent:end]
-                sent = end
-            if stopped:
-                return
+        with memory_errors("generating"):
+            for _ in sample_or_greedy(self.runner, [ids], config, self.eos_ids,
+                                      pad_id=self.pad_id, stopped=follow):
+                end, stopped = follow.shown(0)  # less a tail that may begin a stop string
+                if end > sent:
+                    yield follow.texts[0][sent:end]
+                    sent = end
+                if stopped:
+                    return
         text = follow.finish(0)
-        end, _ = _shown(text, config.stop, final=True)
+        end = follow.end(0)
         if end > sent:
             yield text[sent:end]
 
     def _encode(self, text: str, config: GenerationConfig, *, special_tokens: bool = True
                 ) -> list[int]:
-        ids = self.tokenizer.encode(text, add_special_tokens=special_tokens).ids
-        if not ids:
-            raise ConfigError("the prompt encodes to no tokens; pass non-empty text")
         room = self.info.max_positions - config.max_new_tokens
         if room < 1:
             raise ConfigError(f"max_new_tokens={config.max_new_tokens} leaves no room for a "
                               f"prompt in the model's {self.info.max_positions} positions")
+        text, cut = cut_tail(text, room)  # what `room` tokens can hold, at most
+        if cut:
+            log.warning("the prompt was cut to its last %d characters before tokenizing "
+                        "(%d tokens fit with max_new_tokens=%d)", len(text), room,
+                        config.max_new_tokens)
+        (encoding,) = encode(self.tokenizer, [text], special_tokens=special_tokens)
+        ids = encoding.ids
+        if not ids:
+            raise ConfigError("the prompt encodes to no tokens; pass non-empty text")
         if len(ids) > room:
             log.warning("the prompt has %d tokens; only its last %d fit with max_new_tokens=%d",
                         len(ids), room, config.max_new_tokens)
@@ -157,20 +178,22 @@ class TextGenerationPipeline(Pipeline):
     def _text(self, prompt: str, prompt_ids: list[int], generated: list[int],
               config: GenerationConfig) -> str:
         text = self.continuation(prompt_ids, generated)
-        text = text[: _shown(text, config.stop, final=True)[0]]
+        text = text[: _stop_at(text, config.stop)]
         return prompt + text if config.return_full_text else text
 
 
-def _shown(text: str, stops: tuple[str, ...], *, final: bool = False) -> tuple[int, bool]:
-    """How much of `text` to show, and whether a stop string ended it.
+def _stop_at(text: str, stops: tuple[str, ...]) -> int:
+    """Where `text` ends: before its first stop string (str.find: linear), else its end."""
+    return min([i for s in stops if (i := text.find(s)) >= 0], default=len(text))
 
-    The text stops before the first stop string; while streaming (not final), a tail
-    that could be the start of a stop string is held back.
-    """
-    found = [i for s in stops if (i := text.find(s)) >= 0]
-    if found:
-        return min(found), True
-    if final:
-        return len(text), False
-    held = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
-    return len(text) - held, False
+
+def _config(options: dict[str, Any]) -> GenerationConfig:
+    """GenerationConfig.make, and the stop strings checked as texts and bounded."""
+    config = GenerationConfig.make(**options)
+    for i, stop in enumerate(config.stop):
+        check_text(stop, f"stop string {i}")
+    total = sum(len(s) for s in config.stop)
+    if len(config.stop) > LIMITS.stops or total > LIMITS.stop_chars:
+        raise ConfigError(f"stop has {len(config.stop)} strings of {total} characters in all; "
+                          f"at most {LIMITS.stops} strings of {LIMITS.stop_chars} characters")
+    return config
