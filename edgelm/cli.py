@@ -141,6 +141,12 @@ class _Steps:
             self._bar.stop_task(self._task)
 
 
+_TRUST_FOLDER = click.option(
+    "--trust-folder", is_flag=True,
+    help="Open the folder's files without the listing, sha256, size and stay-inside-the-"
+         "folder checks (folders you built or vetted only; see README: Threat model).")
+
+
 @main.command(short_help="Run an exported folder on texts and print the results.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1, required=True)
@@ -149,12 +155,13 @@ class _Steps:
 @click.option("--device", type=click.Choice(Device.values()), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_TRUST_FOLDER
 def run(folder: Path, texts: tuple[str, ...], top_k: int, device: str,
-        threads: int | None, as_json: bool) -> None:
+        threads: int | None, as_json: bool, trust_folder: bool) -> None:
     """Run an exported FOLDER on TEXTS and print the results."""
     from edgelm.pipelines import Pipeline, TextClassificationPipeline, TextGenerationPipeline
 
-    pipe = Pipeline(folder, device=device, threads=threads)
+    pipe = Pipeline(folder, device=device, threads=threads, trust_folder=trust_folder)
     if isinstance(pipe, TextGenerationPipeline):
         results: Any = [r[0]["generated_text"] for r in pipe(list(texts))]
     elif isinstance(pipe, TextClassificationPipeline):
@@ -191,6 +198,7 @@ def _generation_options(*, stream: bool) -> Callable[[Any], Any]:
                      help="Print the text piece by piece as tokens are decoded."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print JSON (whole texts, so no streaming)."),
+        _TRUST_FOLDER,
     ]
 
     def apply(f: Any) -> Any:
@@ -226,7 +234,8 @@ def _generation_pipeline(folder: Path, values: dict[str, Any]) -> Any:
     task = read_manifest(folder, verify=False).task
     if task is not Task.TEXT_GENERATION:
         raise ConfigError(f"{folder} holds a {task.value} model; use `edgelm run`")
-    return TextGenerationPipeline(folder, device=values["device"], threads=values["threads"])
+    return TextGenerationPipeline(folder, device=values["device"], threads=values["threads"],
+                                  trust_folder=values["trust_folder"])
 
 
 @main.command(short_help="Continue a prompt with a text-generation folder.")
@@ -316,13 +325,51 @@ def _reply(pipe: Any, messages: list[dict[str, str]], options: dict[str, Any], *
 @main.command(short_help="Summarize an exported folder's manifest and check its files.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest.")
-def info(folder: Path, as_json: bool) -> None:
+@_TRUST_FOLDER
+def info(folder: Path, as_json: bool, trust_folder: bool) -> None:
     """Summarize an exported FOLDER's manifest (and check its files)."""
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, verify=not trust_folder)
     if as_json:
         click.echo(manifest.to_json(), nl=False)
     else:
         _print_summary(folder, manifest, stderr=False)
+
+
+@main.command(short_help="Serve exported folders over OpenAI-compatible HTTP endpoints.")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 exposes the server to the network.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads per model.")
+@click.option("--max-batch", type=int, default=8, show_default=True,
+              help="Rows of a generation batch / texts of an encoder batch.")
+@click.option("--max-context", type=int, default=None,
+              help="Cache positions per generation row [default: the model's maximum, "
+                   "at most 2048].")
+@click.option("--api-key", default=None, envvar="EDGELM_API_KEY",
+              help="Require 'Authorization: Bearer KEY' (also $EDGELM_API_KEY).")
+@click.option("--name", "names", multiple=True,
+              help="Model name, once per folder in order [default: the folder's name].")
+@_TRUST_FOLDER
+@click.pass_context
+def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
+          threads: int | None, max_batch: int, max_context: int | None, api_key: str | None,
+          names: tuple[str, ...], trust_folder: bool) -> None:
+    """Serve FOLDERS: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify."""
+    from edgelm.errors import MissingDependencyError
+
+    try:
+        from edgelm.serve.options import ServeOptions
+        from edgelm.serve.run import serve as run_server
+    except ModuleNotFoundError as e:
+        if (e.name or "").startswith("edgelm"):
+            raise
+        raise MissingDependencyError(e.name or "starlette", "serve") from e
+    options = ServeOptions(host=host, port=port, threads=threads, max_batch=max_batch,
+                           max_context=max_context, api_key=api_key, names=names,
+                           trust_folder=trust_folder)
+    debug = bool(ctx.obj and ctx.obj.get("debug"))
+    run_server(list(folders), options, log_level="debug" if debug else "info")
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgelm.errors import ConfigError
 from edgelm.manifest import DecoderInfo
 
 
@@ -45,6 +46,20 @@ class HostCache:
         identity."""
         for a in self.arrays.values():
             a[:] = a[rows]
+
+    def head(self, rows: int) -> HostCache:
+        """A cache over this one's first `rows` rows, sharing its memory (no copy): a
+        running batch lives in the head of buffers sized for the largest batch."""
+        return HostCache({name: a[:rows] for name, a in self.arrays.items()})
+
+    def put(self, row: int, source: HostCache, source_row: int, length: int) -> None:
+        """Copy the first `length` positions of `source`'s row `source_row` into `row`
+        (a request joining a running batch, or a row moving to fill a hole)."""
+        if length > self.capacity:
+            raise ConfigError(f"a row of {length} tokens does not fit a cache of "
+                              f"{self.capacity}")
+        for name, a in self.arrays.items():
+            a[row, :, :length] = source.arrays[name][source_row, :, :length]
 
 
 class RowGather:
