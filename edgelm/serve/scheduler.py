@@ -12,8 +12,6 @@ and carry their own lengths, so requests of any length share a step.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import deque
 
 import numpy as np
 
@@ -22,6 +20,7 @@ from edgelm.generation.runner import DecoderRunner
 from edgelm.serve.errors import ApiError
 from edgelm.serve.job import Job
 from edgelm.serve.metrics import Metrics
+from edgelm.serve.queue import QueueWorker
 from edgelm.serve.slots import RunningBatch
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ IDLE_WAIT = 0.25  # seconds an idle scheduler sleeps between checks for its stop
 PREFILLS_PER_TICK = 1  # a prefill costs several steps: more would stall the running rows
 
 
-class Scheduler:
+class Scheduler(QueueWorker[Job]):
     """Runs the jobs of one DecoderRunner, up to `max_rows` rows at a time."""
 
     def __init__(self, runner: DecoderRunner, *, name: str, capacity: int, max_rows: int,
@@ -37,64 +36,45 @@ class Scheduler:
         if runner.gather is not None:
             raise ConfigError(f"model {name!r}: serving keeps the cache in host memory; "
                               "CUDA decoders are not served yet: use --device cpu")
-        self.runner, self.name, self.capacity = runner, name, capacity
-        self.max_rows, self.max_queue, self.pad_id = max_rows, max_queue, pad_id
+        super().__init__(name=name, max_queue=max_queue)
+        self.runner, self.capacity = runner, capacity
+        self.max_rows, self.pad_id = max_rows, pad_id
         self.metrics = metrics
-        self.waiting: deque[Job] = deque()
         self.jobs: list[Job] = []  # running
         self.batch = RunningBatch(runner, max_rows=max_rows, capacity=capacity)
         self.steps = 0  # batched steps run (tests, metrics)
         self.peak_rows = 0  # the most rows one step has run
         self.abandoned = 0  # requests dropped unfinished because their client left
-        self._wake = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- the request side ----------------------------------------------------------
     def submit(self, job: Job) -> None:
         if job.n > self.max_rows:
             raise ApiError(400, f"n={job.n} is more than the {self.max_rows} rows a batch "
                            "holds (--max-batch)", param="n")
-        with self._wake:
-            if len(self.waiting) >= self.max_queue:
-                raise ApiError(429, f"model {self.name!r} has {len(self.waiting)} requests "
-                               "waiting; retry later", type="rate_limit_error")
-            self.waiting.append(job)
-            self._gauges()
-            self._wake.notify()
+        self._enqueue(job)
 
     def rows(self) -> int:
         return sum(j.n for j in self.jobs)
 
     # -- the thread ----------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"edgelm-serve-{self.name}",
-                                        daemon=True)
-        self._thread.start()
+    def start(self, thread_name: str = "") -> None:
+        super().start(thread_name or f"edgelm-serve-{self.name}")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+    def _serve_once(self) -> None:
         with self._wake:
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+            if not self.jobs and not self.waiting:
+                self._wake.wait(IDLE_WAIT)
+                return
+        self.tick()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._wake:
-                if not self.jobs and not self.waiting:
-                    self._wake.wait(IDLE_WAIT)
-                    continue
-            try:
-                self.tick()
-            except Exception as e:  # a bug: fail what runs, keep the thread serving
-                log.exception("model %s: the scheduler failed", self.name)
-                for job in self.jobs:
-                    job.fail(first_line(e))
-                self.jobs = []
-                self.batch = RunningBatch(self.runner, max_rows=self.max_rows,
-                                          capacity=self.capacity)
-        for job in [*self.jobs, *self.waiting]:
+    def _recover(self) -> None:
+        for job in self.jobs:
+            job.fail("the server failed while running this request; see its log")
+        self.jobs = []
+        self.batch = RunningBatch(self.runner, max_rows=self.max_rows, capacity=self.capacity)
+
+    def _shut(self, waiting: list[Job]) -> None:
+        for job in [*self.jobs, *waiting]:
             job.fail("the server is shutting down")
 
     def tick(self) -> None:
@@ -128,11 +108,11 @@ class Scheduler:
                 # capacity: the prompt alone; its rows are copied into the running batch
                 job.last, state = self.runner.prefill([job.prompt] * job.n, len(job.prompt),
                                                       pad_id=self.pad_id)
+                self.batch.add(job, state)
             except Exception as e:
                 log.exception("model %s: prefill failed", self.name)
                 job.fail(first_line(e))
                 continue
-            self.batch.add(job, state)
             self.jobs.append(job)
             admitted += 1
 
