@@ -12,7 +12,9 @@ from typing import Any, Callable
 import click
 import numpy as np
 
-from edgelm import __version__, caches
+from edgelm import __version__
+from edgelm.cli_bench import bench
+from edgelm.cli_cache import cache
 from edgelm.errors import ConfigError, EdgeLMError
 from edgelm.manifest import read_manifest
 from edgelm.types import Device, Precision, Target, Task
@@ -372,150 +374,6 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
     run_server(list(folders), options, log_level="debug" if debug else "info")
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in value.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-
-
-@main.command(short_help="Measure ONNX variants against PyTorch: speed, memory, accuracy.")
-@click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--precision", "precisions", default=None, metavar="LIST",
-              help="Variants to export and measure, e.g. fp32,int8,int4 "
-                   "[default: fp32,int8; decoders also int4].")
-@click.option("--onnx", "onnx_folders", multiple=True, type=click.Path(path_type=Path),
-              help="An exported folder to measure as it is (repeatable).")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="JSONL or CSV with text and label: task accuracy.")
-@click.option("--text", type=click.Path(path_type=Path), default=None,
-              help="Plain text: decoder perplexity and token agreement.")
-@click.option("--batch-sizes", default="1,8", show_default=True, callback=_int_list)
-@click.option("--seq-lens", default="16,128", show_default=True, callback=_int_list,
-              help="Tokens per text (encoders) or prompt tokens (decoders).")
-@click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
-@click.option("--device", type=click.Choice([Device.CPU.value, Device.CUDA.value]),
-              default="cpu", show_default=True)
-@click.option("--rounds", type=int, default=3, show_default=True,
-              help="Rounds: in each, every variant's worker (loaded once) times each grid "
-                   "point in a burst, the variants taking turns. 3 or more show the spread.")
-@click.option("--runs", type=int, default=10, show_default=True,
-              help="Timed calls per burst.")
-@click.option("--new-tokens", type=int, default=32, show_default=True)
-@click.option("--no-baseline", is_flag=True, help="Skip PyTorch.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
-@click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None)
-@click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None,
-              help="PNG charts (needs the bench extra: matplotlib).")
-def bench(model_dir: Path, precisions: str | None, onnx_folders: tuple[Path, ...],
-          data: Path | None, text: Path | None, batch_sizes: tuple[int, ...],
-          seq_lens: tuple[int, ...], threads: int | None, device: str, rounds: int, runs: int,
-          new_tokens: int, no_baseline: bool, json_out: Path | None, csv_out: Path | None,
-          plot_out: Path | None) -> None:
-    """Measure MODEL_DIR in PyTorch against its ONNX variants: speed, memory, size, accuracy."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgelm.bench import BenchOptions, report, run_bench
-
-    if plot_out is not None:
-        report.check_plotting()
-    for path in (json_out, csv_out, plot_out):  # fail now, not after minutes of measuring
-        if path is not None and not path.absolute().parent.is_dir():
-            raise ConfigError(f"{path.parent} does not exist; create it or choose another path")
-    options = BenchOptions(
-        precisions=tuple(Precision.parse(p.strip()) for p in precisions.split(",") if p.strip())
-        if precisions else None,
-        onnx=onnx_folders, data=data, text=text, batch_sizes=batch_sizes, seq_lens=seq_lens,
-        device=Device.parse(device), rounds=rounds, runs=runs, new_tokens=new_tokens,
-        baseline=not no_baseline, **({"threads": threads} if threads is not None else {}))
-    console = Console(stderr=True)
-    if not console.is_terminal:  # a log or a pipe: one plain line per step instead of a bar
-        start = time.perf_counter()
-
-        def log_line(label: str, done: int, total: int) -> None:
-            count = f" ({done}/{total})" if total else ""
-            click.echo(f"[{time.perf_counter() - start:6.1f} s] {label}{count}", err=True)
-
-        result = run_bench(model_dir, options, progress=log_line)
-    else:
-        with Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                      TextColumn("{task.fields[count]}"), TimeElapsedColumn(), console=console,
-                      transient=True) as bar:
-            task = bar.add_task("preparing", total=None, count="")
-
-            def progress(label: str, done: int, total: int) -> None:  # total 0: not known yet
-                bar.update(task, description=label, completed=max(0, done - 1),
-                           total=total or None,
-                           count=f"{max(0, done - 1)}/{total}" if total else "")
-
-            result = run_bench(model_dir, options, progress=progress)
-    report.print_report(result, Console())
-    for path, write in ((json_out, report.write_json), (csv_out, report.write_csv),
-                        (plot_out, report.write_plot)):
-        if path is not None:
-            write(result, path)
-            console.print(f"wrote {path}")
-    if result.interrupted:
-        sys.exit(130)
-
-
-@main.group(invoke_without_command=True,
-            short_help="List the cache folders edgelm fills, or clear them.")
-@click.pass_context
-def cache(ctx: click.Context) -> None:
-    """List the folders edgelm caches builds in: what each holds, its size, the variable
-    that moves it. `edgelm cache clear` empties them."""
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(cache_list)
-
-
-@cache.command("list", short_help="List each cache folder, what it holds and its size.")
-def cache_list() -> None:
-    """List each cache folder, what it holds, the variable that moves it and its size."""
-    sizes = {folder.name: caches.disk_usage(folder) for folder in caches.CACHES}
-    for folder in caches.CACHES:
-        there = folder.path.is_dir()
-        click.echo(f"{folder.name:<11} {_megabytes(sizes[folder.name]) if there else '-':>9}  "
-                   f"{folder.path}{'' if there else ' (not made yet)'}")
-        where = f" (to ${folder.env}/{folder.under_env})" if folder.under_env else ""
-        for line in (folder.holds, f"filled by {folder.filled_by}",
-                     f"moved by setting {folder.env}{where}"):
-            click.echo(click.wrap_text(line, width=96, initial_indent=" " * 4,
-                                       subsequent_indent=" " * 6))
-    click.echo(f"{'total':<11} {_megabytes(sum(sizes.values())):>9}  "
-               "(`edgelm cache clear [NAME]` empties them)")
-
-
-@cache.command("clear", short_help="Empty cache folders (all, or those named).")
-@click.argument("names", nargs=-1, type=click.Choice(caches.NAMES))
-@click.option("-y", "--yes", is_flag=True, help="Do not ask before removing.")
-def cache_clear(names: tuple[str, ...], yes: bool) -> None:
-    """Empty the cache folders NAMES (default: all); what uses them rebuilds what it needs.
-
-    Only the folders `edgelm cache` lists are touched, and never one that holds the home
-    or current folder.
-    """
-    chosen = [caches.cache_folder(n) for n in names] if names else list(caches.CACHES)
-    for folder in chosen:
-        caches.check_clearable(folder)
-    found = [(f, caches.disk_usage(f)) for f in chosen if f.path.is_dir()]
-    if not found:
-        click.echo("nothing to clear: " + ", ".join(str(f.path) for f in chosen) + " do not exist")
-        return
-    for folder, size in found:
-        click.echo(f"{folder.name:<11} {_megabytes(size):>9}  {folder.path}")
-    if not yes:
-        click.confirm(f"Empty {'this folder' if len(found) == 1 else 'these folders'}?",
-                      abort=True)
-    for folder, _ in found:
-        click.echo(f"cleared {folder.name}: {_megabytes(caches.clear(folder))} freed")
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
-
-
 def _short(result: Any) -> str:
     if isinstance(result, list) and result and isinstance(result[0], float):
         head = ", ".join(f"{x:.4f}" for x in result[:4])
@@ -563,3 +421,6 @@ def _print_summary(folder: Path, manifest: Any, *, stderr: bool) -> None:
         table.add_row("read more", _READ_MORE[bool(manifest.decoder)])
     Console(stderr=stderr).print(table)
 
+
+main.add_command(bench)  # commands kept in modules of their own
+main.add_command(cache)
