@@ -80,6 +80,12 @@ def export(model_dir: Path, output: Path | None, precision: str | None, target: 
 
     steps = _Steps()  # its clock starts here: the first stamp includes importing torch
     export_module = load_export()
+    # config.json alone says whether the checkpoint can be exported: no torch import
+    # (seconds) before refusing one.
+    from edgelm.export.architectures import identify
+
+    if (model_dir / "config.json").is_file():
+        identify(model_dir, Task(task) if task else None)
     options = export_module.ExportOptions(
         precision=Precision(precision) if precision else None, target=Target(target),
         task=Task(task) if task else None,

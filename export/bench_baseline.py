@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
 from transformers.generation.streamers import BaseStreamer
 
 from edgelm.bench.measure import entity_spans, worker_main
 from edgelm.bench.spec import WorkerSpec
+from edgelm.export.libraries import transformers
 from edgelm.types import Device, Task
 
 MODEL_CLASSES = {

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 
 from edgelm.errors import ConfigError, ExportError, first_line
-from edgelm.export.specs import ArchSpec, check_task, detect_task, spec_for
+from edgelm.export.architectures import Family, identify
+from edgelm.export.libraries import transformers
 from edgelm.manifest import update_digest
 from edgelm.types import Task
 
@@ -30,7 +29,7 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 class Checkpoint:
     folder: Path
     config: Any
-    spec: ArchSpec
+    family: Family
     task: Task
     model: torch.nn.Module
     sha256: str
@@ -70,13 +69,9 @@ def hash_files(paths: list[Path]) -> str:
 def load_checkpoint(folder: Path, *, task: Task | None, trust_pickle: bool = False) -> Checkpoint:
     """Load the checkpoint in float32 with eager attention (the pattern ORT fuses)."""
     weights = check_folder(folder, trust_pickle=trust_pickle)
-    try:
-        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ConfigError(f"{folder / 'config.json'} is not valid JSON ({e})") from e
-    spec = spec_for(str(raw.get("model_type", "<none>")))
+    found = identify(folder, task)
     config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    task = check_task(task, spec) if task else detect_task(config, spec)
+    task = found.task
     auto = getattr(transformers, _AUTO_CLASS[task])
     try:
         model = auto.from_pretrained(
@@ -86,7 +81,7 @@ def load_checkpoint(folder: Path, *, task: Task | None, trust_pickle: bool = Fal
     except Exception as e:  # safetensors, torch and transformers each raise their own
         raise ExportError(f"cannot load the weights in {folder} ({first_line(e)})") from e
     return Checkpoint(
-        folder=folder, config=model.config, spec=spec, task=task, model=model.eval(),
+        folder=folder, config=model.config, family=found.family, task=task, model=model.eval(),
         sha256=checkpoint_sha256(folder, weights),
     )
 

@@ -1,27 +1,23 @@
-"""The text-generation branch of `export_model`: graph, tokenizer, validation, manifest."""
+"""The decoder's stages of the export: a graph written fused at its precision, validated."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-import numpy as np
 import onnx
 
-from edgelm.errors import ConfigError
+from edgelm.export import precision as precisions
 from edgelm.export.checkpoint import Checkpoint
-from edgelm.export.decoder_graph import build_cache_reorder, build_decoder
-from edgelm.export.folder import MODEL_FILE, write_manifest
+from edgelm.export.decoder_graph import DecoderShape, build_cache_reorder, build_decoder
+from edgelm.export.folder import MODEL_FILE
 from edgelm.export.optimize import contrib_op_counts
-from edgelm.export.quantize_weights import writer_for
-from edgelm.export.tokenizer_files import pad_token_id, write_tokenizer
+from edgelm.export.quantize_weights import LinearWriter, writer_for
+from edgelm.export.tokenizer_files import pad_token_id
 from edgelm.export.validate_decoder import validate_decoder
-from edgelm.manifest import DecoderInfo, Manifest
+from edgelm.manifest import DecoderInfo, Validation
 from edgelm.types import Precision, Target
-
-if TYPE_CHECKING:
-    from edgelm.export.pipeline import ExportOptions
 
 CACHE_REORDER_FILE = "cache_reorder.onnx"
 # Weights live beside the graph in model.onnx.data, which onnxruntime memory-maps
@@ -55,40 +51,59 @@ def eos_token_ids(folder: Path, config: Any) -> list[int]:
     return [int(i) for i in (found if isinstance(found, (list, tuple)) else [found])]
 
 
-def build_decoder_folder(checkpoint: Checkpoint, options: ExportOptions, staging: Path,
-                         step: Callable[[str], None]) -> Manifest:
-    if options.keep_float:
-        raise ConfigError("--keep-float applies to int8 encoders; drop it for decoders")
-    step(f"building the {checkpoint.spec.name} decoder graph ({options.precision.value} "
-         "weights, GroupQueryAttention, KV cache)")
-    # On CUDA, activations and the cache are float16 whatever the weights (the GPU's
-    # GroupQueryAttention is fp16-only); fp32 stays fp32 when asked for.
-    half = options.precision is Precision.FP16 or (
-        options.target is Target.CUDA and options.precision is not Precision.FP32)
-    writer = writer_for(options.precision, block_size=options.block_size,
-                        dtype=np.float16 if half else np.float32)
-    proto, shape = build_decoder(checkpoint.model, checkpoint.config, writer)
-    path = staging / MODEL_FILE
-    step(f"saving {MODEL_FILE} and {WEIGHTS_FILE}")
-    onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=WEIGHTS_FILE, size_threshold=1024)
-    onnx.save(build_cache_reorder(shape, writer.dtype), str(staging / CACHE_REORDER_FILE))
-    tokenizer = write_tokenizer(checkpoint.folder, staging)
-    eos = eos_token_ids(checkpoint.folder, checkpoint.config)
-    pad = pad_token_id(tokenizer, checkpoint.config)  # only a filler in finished rows
-    bos = getattr(checkpoint.config, "bos_token_id", None)
-    info = DecoderInfo(**asdict(shape), eos_token_ids=eos,
-                       bos_token_id=None if bos is None else int(bos),
-                       cache_reorder_file=CACHE_REORDER_FILE)
-    step("validating against PyTorch (logits with and without the cache, greedy tokens)")
-    prompts = [tokenizer.encode(p).ids or [0] for p in SAMPLE_PROMPTS]
-    validation = validate_decoder(path, checkpoint.model, info, options.precision,
-                                  tolerance=checkpoint.spec.tolerance, prompts=prompts,
-                                  text=tokenizer.encode(SAMPLE_TEXT).ids)
-    step("writing the manifest")
-    return write_manifest(
-        staging, checkpoint, options.precision, target=options.target,
-        inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output],
-        max_length=shape.max_positions, pad_token_id=pad, fused_ops=contrib_op_counts(proto),
-        validation=validation, quantization=dict(writer.quantization), decoder=info,
-    )
+class DecoderExport:
+    """One graph for the prompt and every step, written by the family's DecoderWriter
+    with its attention fused and its weights at their precision from the start."""
+
+    def __init__(self, checkpoint: Checkpoint, precision: Precision, target: Target,
+                 block_size: int, staging: Path) -> None:
+        self.checkpoint, self.precision, self.target = checkpoint, precision, target
+        self.staging = staging
+        self.writer: LinearWriter = writer_for(
+            precision, block_size=block_size, dtype=precisions.activations(precision, target))
+        self.proto: onnx.ModelProto | None = None
+        self.shape: DecoderShape | None = None
+        self.info: DecoderInfo | None = None
+
+    def stages(self) -> list[tuple[str, Callable[[], None]]]:
+        """(message, action) in order: the graph is written fused at its precision."""
+        name, precision = self.checkpoint.family.name, self.precision.value
+        return [(f"building the {name} decoder graph ({precision} weights, "
+                 "GroupQueryAttention, KV cache)", self._build),
+                (f"saving {MODEL_FILE} and {WEIGHTS_FILE}", self._save)]
+
+    def _build(self) -> None:
+        family = self.checkpoint.family
+        assert family.decoder is not None
+        self.proto, self.shape = build_decoder(family.decoder, self.checkpoint.model,
+                                               self.checkpoint.config, self.writer)
+
+    def _save(self) -> None:
+        assert self.proto is not None and self.shape is not None
+        onnx.save(self.proto, str(self.staging / MODEL_FILE), save_as_external_data=True,
+                  all_tensors_to_one_file=True, location=WEIGHTS_FILE, size_threshold=1024)
+        onnx.save(build_cache_reorder(self.shape, self.writer.dtype),
+                  str(self.staging / CACHE_REORDER_FILE))
+
+    def validate(self, tokenizer: Any) -> Validation:
+        assert self.shape is not None
+        config, folder = self.checkpoint.config, self.checkpoint.folder
+        bos = getattr(config, "bos_token_id", None)
+        self.info = DecoderInfo(**asdict(self.shape), eos_token_ids=eos_token_ids(folder, config),
+                                bos_token_id=None if bos is None else int(bos),
+                                cache_reorder_file=CACHE_REORDER_FILE)
+        prompts = [tokenizer.encode(p).ids or [0] for p in SAMPLE_PROMPTS]
+        return validate_decoder(self.staging / MODEL_FILE, self.checkpoint.model, self.info,
+                                self.precision, tolerance=self.checkpoint.family.tolerance,
+                                prompts=prompts, text=tokenizer.encode(SAMPLE_TEXT).ids)
+
+    def manifest_fields(self, tokenizer: Any) -> dict[str, Any]:
+        assert self.proto is not None and self.shape is not None
+        return dict(
+            inputs=[i.name for i in self.proto.graph.input],
+            outputs=[o.name for o in self.proto.graph.output],
+            max_length=self.shape.max_positions,
+            pad_token_id=pad_token_id(tokenizer, self.checkpoint.config),  # a filler only
+            fused_ops=contrib_op_counts(self.proto),
+            quantization=dict(self.writer.quantization), decoder=self.info,
+        )

@@ -29,15 +29,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgelm.errors import UnsupportedModelError
 from edgelm.export.quantize_weights import LinearWriter
+
+if TYPE_CHECKING:  # torch is imported when a graph is written, not when families register
+    import torch
 
 OPSET = 17
 IR_VERSION = 10  # onnxruntime 1.20+ reads it
@@ -87,8 +89,8 @@ class GraphWriter:
         return self.op(op_type, inputs, **kwargs)[0]
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(torch.float32).cpu().numpy()
+def np_weight(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
 
 
 def padded_size(head_size: int) -> int:
@@ -117,7 +119,7 @@ def pad_heads_rows(w: np.ndarray, heads: int, head_size: int, padded: int,
 
 
 @dataclass(frozen=True)
-class _Attention:
+class AttentionWeights:
     """Packed QKV and output projection weights, [out, in] like nn.Linear."""
 
     qkv: np.ndarray
@@ -126,7 +128,7 @@ class _Attention:
     out_bias: np.ndarray | None
 
 
-class DecoderBuilder:
+class DecoderWriter:
     """Writes the graph of one decoder family; subclasses read its weights."""
 
     rotary = False
@@ -140,6 +142,7 @@ class DecoderBuilder:
         self.hidden = int(config.hidden_size)
         self.head_size = int(getattr(config, "head_dim", None) or self.hidden // self.num_heads)
         self.padded = padded_size(self.head_size)
+        self.rotary_dim = self.head_size  # dimensions of a head that rotary turns
         self.vocab = int(config.vocab_size)
         self.layers = int(config.num_hidden_layers)
         self._norm_count = 0
@@ -155,7 +158,7 @@ class DecoderBuilder:
     def max_positions(self) -> int:
         return int(self.config.max_position_embeddings)
 
-    def attention_weights(self, layer: int) -> _Attention:
+    def attention_weights(self, layer: int) -> AttentionWeights:
         raise NotImplementedError
 
     def mlp(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
@@ -172,6 +175,39 @@ class DecoderBuilder:
     def rotary_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
+    def rotary_from(self, module: Any) -> tuple[np.ndarray, np.ndarray]:
+        """cos/sin [positions, columns] from a transformers rotary module, computed in
+        float32 exactly as transformers does. Full rotary: padded/2 columns (zeros for the
+        padding); partial: rotary_dim/2, which GroupQueryAttention's CPU kernel wants a
+        multiple of 8."""
+        import torch
+
+        half = self.rotary_dim // 2
+        columns = self.padded // 2 if self.halves_apart else half
+        if not self.halves_apart and half % 8:
+            raise UnsupportedModelError(
+                f"partial rotary over {self.rotary_dim} of {self.head_size} dimensions is not "
+                "supported: onnxruntime's GroupQueryAttention needs a multiple of 16")
+        scaling = float(getattr(module, "attention_scaling", 1.0))
+        positions = torch.arange(self.max_positions(), dtype=torch.float32)
+        angles = torch.outer(positions, module.inv_freq.float().cpu())
+        cos = np.zeros((self.max_positions(), columns), np.float32)
+        sin = np.zeros_like(cos)
+        cos[:, :half] = np_weight(angles.cos() * scaling)
+        sin[:, :half] = np_weight(angles.sin() * scaling)
+        return cos, sin
+
+    def embed_scale(self) -> float | None:
+        """A factor the token embeddings are multiplied by (Gemma: sqrt(hidden))."""
+        return None
+
+    def norm_weight(self, module: Any) -> np.ndarray:
+        return np_weight(module.weight)
+
+    def window(self, layer: int) -> int | None:
+        """Sliding-window attention: how many tokens (itself included) a token sees."""
+        return None
+
     # -- shared ------------------------------------------------------------
     def build(self) -> tuple[onnx.ModelProto, DecoderShape]:
         g = self.g
@@ -179,19 +215,14 @@ class DecoderBuilder:
         table = self.model.get_input_embeddings().weight
         tied = head.data_ptr() == table.data_ptr()
         # A tied table is written once, for the lookup and the output projection.
-        shared = self.linear.shared_table(g, "embed_tokens", _np(table)) if tied else None
+        shared = self.linear.shared_table(g, "embed_tokens", np_weight(table)) if tied else None
         hidden = self.embed("input_ids", shared, table)
         if (tables := self.rotary_tables()) is not None:
             g.constant("cos_cache", tables[0])
             g.constant("sin_cache", tables[1])
         x, residual = self.norm(hidden, None, self.norms(0)[0])
         for layer in range(self.layers):
-            attn, bias = self.attention(x, layer)
-            x, residual = self.norm(attn, residual, self.norms(layer)[1], bias)
-            out, bias = self.mlp(x, layer)
-            following = self.norms(layer + 1)[0] if layer + 1 < self.layers \
-                else self.final_norm()
-            x, residual = self.norm(out, residual, following, bias)
+            x, residual = self.block(x, residual, layer)
         # Only the asked positions reach the output layer: the last prompt token when
         # generating (a 16-token prompt's logits cost 16x less), every one when scoring.
         at = g.one("Unsqueeze", ["logits_at", g.constant("logits_at.axes",
@@ -200,16 +231,38 @@ class DecoderBuilder:
         if shared is not None:
             logits = self.linear.shared_projection(g, x, shared)
         else:
-            logits = self.linear.matmul(g, x, _np(head), name="lm_head")
+            logits = self.linear.matmul(g, x, np_weight(head), name="lm_head")
         g.nodes.append(helper.make_node("Cast", [logits], ["logits"], name="logits",
                                         to=TensorProto.FLOAT))  # float32 whatever the weights
         return self._model(), self.shape()
 
+    def block(self, x: str, residual: str, layer: int) -> tuple[str, str]:
+        """One layer: x is its first norm's output, residual the stream before it; returns
+        the same pair for the next layer (the final norm's after the last)."""
+        attn, bias = self.attention(x, layer)
+        x, residual = self.norm(attn, residual, self.norms(layer)[1], bias)
+        out, bias = self.mlp(x, layer)
+        return self.norm(out, residual, self.next_norm(layer), bias)
+
+    def next_norm(self, layer: int) -> Any:
+        return self.norms(layer + 1)[0] if layer + 1 < self.layers else self.final_norm()
+
+    @property
+    def halves_apart(self) -> bool:
+        """Whether a padded head keeps rotary's two halves apart (full rotary); partial
+        rotary's pairs sit in the first rotary_dim dimensions, which padding leaves alone."""
+        return self.rotary and self.rotary_dim == self.head_size
+
     def embed(self, ids: str, shared: str | None, table: torch.Tensor) -> str:
         if shared is not None:
-            return self.linear.shared_lookup(self.g, shared, ids)
-        return self.g.one("Gather", [self.g.constant("embed_tokens", _np(table)), ids],
-                          name="embed")
+            x = self.linear.shared_lookup(self.g, shared, ids)
+        else:
+            x = self.g.one("Gather", [self.g.constant("embed_tokens", np_weight(table)), ids],
+                           name="embed")
+        if (scale := self.embed_scale()) is not None:
+            factor = self.g.constant("embed.scale", np.array(scale, np.float32))
+            x = self.g.one("Mul", [x, factor], name="embed.scaled")
+        return x
 
     def norm(self, x: str, skip: str | None, module: Any, bias: np.ndarray | None = None
              ) -> tuple[str, str]:
@@ -217,9 +270,9 @@ class DecoderBuilder:
         g = self.g
         self._norm_count += 1
         name = f"norm{self._norm_count}"
-        params = [g.constant(f"{name}.weight", _np(module.weight))]
+        params = [g.constant(f"{name}.weight", self.norm_weight(module))]
         if self.norm_has_beta:
-            params.append(g.constant(f"{name}.bias", _np(module.bias)))
+            params.append(g.constant(f"{name}.bias", np_weight(module.bias)))
         plain, with_skip = self.NORM_OPS
         if skip is None:
             return g.one(plain, [x, *params], epsilon=self.epsilon, axis=-1, stash_type=1), x
@@ -236,24 +289,30 @@ class DecoderBuilder:
         g, w = self.g, self.attention_weights(layer)
         qkv = self.linear.matmul(g, x, w.qkv, bias=w.qkv_bias, name=f"layers.{layer}.attn.qkv")
         scale = 1.0 / math.sqrt(self.head_size) if self.scaled() else 1.0
-        inputs = [qkv, "", "", f"past_key_values.{layer}.key", f"past_key_values.{layer}.value",
-                  "seqlens_k", "total_sequence_length"]
+        inputs = [*self.qkv_inputs(qkv, layer), f"past_key_values.{layer}.key",
+                  f"past_key_values.{layer}.value", "seqlens_k", "total_sequence_length"]
         if self.rotary:
             inputs += ["cos_cache", "sin_cache"]
         out = f"layers.{layer}.attn/out"
+        window = self.window(layer)
         g.nodes.append(helper.make_node(
             "GroupQueryAttention", inputs, [out, f"present.{layer}.key", f"present.{layer}.value"],
             name=f"layers.{layer}.attn", domain="com.microsoft",
             num_heads=self.num_heads, kv_num_heads=self.kv_heads, scale=scale,
             do_rotary=int(self.rotary), rotary_interleaved=0,
+            local_window_size=-1 if window is None else window,  # tokens seen, itself included
         ))
         return self.linear.matmul(g, out, w.out, name=f"layers.{layer}.attn.out"), w.out_bias
 
     def scaled(self) -> bool:
         return True
 
+    def qkv_inputs(self, qkv: str, layer: int) -> list[str]:
+        """GroupQueryAttention's query, key and value: packed in one by default."""
+        return [qkv, "", ""]
+
     def pack_qkv(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-        pad = self.padded, self.rotary
+        pad = self.padded, self.halves_apart
         return np.concatenate([
             pad_heads_rows(q, self.num_heads, self.head_size, *pad),
             pad_heads_rows(k, self.kv_heads, self.head_size, *pad),
@@ -262,7 +321,8 @@ class DecoderBuilder:
 
     def pad_out(self, w: np.ndarray) -> np.ndarray:
         """Output projection [hidden, heads*head] -> [hidden, heads*padded]."""
-        return pad_heads_rows(w.T, self.num_heads, self.head_size, self.padded, self.rotary).T
+        return pad_heads_rows(w.T, self.num_heads, self.head_size, self.padded,
+                              self.halves_apart).T
 
     def shape(self) -> DecoderShape:
         return DecoderShape(
@@ -328,145 +388,9 @@ def build_cache_reorder(shape: DecoderShape, dtype: type[np.floating]) -> onnx.M
     return _finish(helper.make_graph(nodes, "cache_reorder", inputs, outputs))
 
 
-class GPT2Builder(DecoderBuilder):
-    """GPT2LMHeadModel: learned positions, LayerNorm, Conv1D ([in, out]) weights."""
+def build_decoder(writer: type[DecoderWriter], model: torch.nn.Module, config: Any,
+                  linear: LinearWriter) -> tuple[onnx.ModelProto, DecoderShape]:
+    import torch
 
-    _ACTIVATIONS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu",
-                    "gelu_fast": "FastGelu", "gelu": "BiasGelu"}
-
-    def __init__(self, model: torch.nn.Module, config: Any, linear: LinearWriter) -> None:
-        super().__init__(model, config, linear)
-        self.t = model.transformer
-        self.epsilon = float(config.layer_norm_epsilon)
-        act = config.activation_function
-        if act not in self._ACTIVATIONS:
-            raise UnsupportedModelError(
-                f"GPT-2 activation {act!r} is not supported; supported: "
-                f"{', '.join(sorted(self._ACTIVATIONS))}")
-        if getattr(config, "scale_attn_by_inverse_layer_idx", False) or \
-                getattr(config, "reorder_and_upcast_attn", False):
-            raise UnsupportedModelError(
-                "GPT-2 with scale_attn_by_inverse_layer_idx or reorder_and_upcast_attn is "
-                "not supported")
-
-    def scaled(self) -> bool:
-        return bool(getattr(self.config, "scale_attn_weights", True))
-
-    def embed(self, ids: str, shared: str | None, table: torch.Tensor) -> str:
-        tokens = super().embed(ids, shared, table)
-        positions = self.g.one("Gather", [self.g.constant("wpe", _np(self.t.wpe.weight)),
-                                          "position_ids"])
-        return self.g.one("Add", [tokens, positions], name="embed.positions")
-
-    def norms(self, layer: int) -> tuple[Any, Any]:
-        block = self.t.h[layer]
-        return block.ln_1, block.ln_2
-
-    def final_norm(self) -> Any:
-        return self.t.ln_f
-
-    def attention_weights(self, layer: int) -> _Attention:
-        attn = self.t.h[layer].attn
-        w, b = _np(attn.c_attn.weight).T, _np(attn.c_attn.bias)  # Conv1D: [in, out]
-        q, k, v = np.split(w, 3)
-        qb, kb, vb = np.split(b, 3)
-        bias = self.pack_qkv(qb[:, None], kb[:, None], vb[:, None])[:, 0]
-        return _Attention(qkv=self.pack_qkv(q, k, v), qkv_bias=bias,
-                          out=self.pad_out(_np(attn.c_proj.weight).T),
-                          out_bias=_np(attn.c_proj.bias))
-
-    def mlp(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
-        g, mlp = self.g, self.t.h[layer].mlp
-        up = self.linear.matmul(g, x, _np(mlp.c_fc.weight).T, name=f"layers.{layer}.mlp.up")
-        bias = g.constant(f"layers.{layer}.mlp.up.bias", _np(mlp.c_fc.bias))
-        act = self._ACTIVATIONS[self.config.activation_function]
-        h = g.one(act, [up, bias], domain="com.microsoft")
-        down = self.linear.matmul(g, h, _np(mlp.c_proj.weight).T, name=f"layers.{layer}.mlp.down")
-        return down, _np(mlp.c_proj.bias)
-
-
-class LlamaBuilder(DecoderBuilder):
-    """LlamaForCausalLM: rotary positions, RMSNorm, grouped-query attention, SwiGLU."""
-
-    rotary = True
-    NORM_OPS = ("SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
-    norm_has_beta = False
-
-    def __init__(self, model: torch.nn.Module, config: Any, linear: LinearWriter) -> None:
-        super().__init__(model, config, linear)
-        self.m = model.model
-        self.epsilon = float(config.rms_norm_eps)
-        if config.hidden_act != "silu":
-            raise UnsupportedModelError(
-                f"Llama activation {config.hidden_act!r} is not supported; supported: silu")
-        if self.head_size % 2:
-            raise UnsupportedModelError(f"rotary needs an even head size, got {self.head_size}")
-
-    def max_positions(self) -> int:
-        return min(int(self.config.max_position_embeddings), MAX_ROTARY_POSITIONS)
-
-    def rotary_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """cos/sin [positions, padded/2], computed in float32 exactly as transformers does."""
-        rotary = self.m.rotary_emb
-        scaling = float(getattr(rotary, "attention_scaling", 1.0))
-        positions = torch.arange(self.max_positions(), dtype=torch.float32)
-        angles = torch.outer(positions, rotary.inv_freq.float().cpu())
-        cos = np.zeros((self.max_positions(), self.padded // 2), np.float32)
-        sin = np.zeros_like(cos)
-        cos[:, : self.head_size // 2] = _np(angles.cos() * scaling)
-        sin[:, : self.head_size // 2] = _np(angles.sin() * scaling)
-        return cos, sin
-
-    def norms(self, layer: int) -> tuple[Any, Any]:
-        block = self.m.layers[layer]
-        return block.input_layernorm, block.post_attention_layernorm
-
-    def final_norm(self) -> Any:
-        return self.m.norm
-
-    def attention_weights(self, layer: int) -> _Attention:
-        attn = self.m.layers[layer].self_attn
-
-        def bias(linear: Any) -> np.ndarray | None:
-            return None if linear.bias is None else _np(linear.bias)[:, None]
-
-        biases = [bias(attn.q_proj), bias(attn.k_proj), bias(attn.v_proj)]
-        qkv_bias = None
-        if any(b is not None for b in biases):
-            filled = [b if b is not None else np.zeros((p.weight.shape[0], 1), np.float32)
-                      for b, p in zip(biases, (attn.q_proj, attn.k_proj, attn.v_proj))]
-            qkv_bias = self.pack_qkv(*filled)[:, 0]
-        return _Attention(
-            qkv=self.pack_qkv(_np(attn.q_proj.weight), _np(attn.k_proj.weight),
-                              _np(attn.v_proj.weight)),
-            qkv_bias=qkv_bias, out=self.pad_out(_np(attn.o_proj.weight)),
-            out_bias=None if attn.o_proj.bias is None else _np(attn.o_proj.bias),
-        )
-
-    def mlp(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
-        g, mlp = self.g, self.m.layers[layer].mlp
-        size = mlp.gate_proj.weight.shape[0]
-        gate_up = np.concatenate([_np(mlp.gate_proj.weight), _np(mlp.up_proj.weight)])
-        has_bias = mlp.gate_proj.bias is not None
-        gu_bias = np.concatenate([_np(mlp.gate_proj.bias), _np(mlp.up_proj.bias)]) \
-            if has_bias else None
-        both = self.linear.matmul(g, x, gate_up, bias=gu_bias, name=f"layers.{layer}.mlp.gate_up")
-        split = g.constant(f"layers.{layer}.mlp.split", np.array([size, size], np.int64))
-        gate, up = g.op("Split", [both, split], outputs=2, axis=-1)
-        silu = g.one("Mul", [gate, g.one("Sigmoid", [gate])])
-        h = g.one("Mul", [silu, up])
-        down = self.linear.matmul(g, h, _np(mlp.down_proj.weight), name=f"layers.{layer}.mlp.down")
-        return down, None if mlp.down_proj.bias is None else _np(mlp.down_proj.bias)
-
-
-BUILDERS: dict[str, Callable[..., DecoderBuilder]] = {
-    "gpt2": GPT2Builder,
-    "llama": LlamaBuilder,
-}
-
-
-def build_decoder(model: torch.nn.Module, config: Any, linear: LinearWriter
-                  ) -> tuple[onnx.ModelProto, DecoderShape]:
-    builder = BUILDERS[config.model_type](model, config, linear)
     with torch.no_grad():
-        return builder.build()
+        return writer(model, config, linear).build()

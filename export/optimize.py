@@ -14,7 +14,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.optimizer import optimize_model
 
-from edgelm.export.specs import ArchSpec
+from edgelm.export.architectures import EncoderRecipe
 from edgelm.types import Choice, Precision
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 INT8_OP_TYPES = ["MatMul", "Attention", "EmbedLayerNormalization"]
 
 
-def fuse(source: Path, target: Path, *, spec: ArchSpec, config: Any, gpu: bool = False) -> None:
+def fuse(source: Path, target: Path, *, recipe: EncoderRecipe, config: Any,
+         gpu: bool = False) -> None:
     """Fuse attention, embeddings and GELU (and, for the GPU, the residual layer norms).
 
     `gpu`: the fusions meant for the CUDA provider's kernels. On the CPU the residual
@@ -32,10 +33,10 @@ def fuse(source: Path, target: Path, *, spec: ArchSpec, config: Any, gpu: bool =
     a scalar loop, ~3x slower than the two ops it replaces (0.32 vs 0.12 ms at 128x768,
     2 threads, onnxruntime 1.32): 5 ms of BERT-base's 86 ms int8 call.
     """
-    options = FusionOptions(spec.optimizer_type)
+    options = FusionOptions(recipe.optimizer_type)
     options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = gpu
     model = optimize_model(
-        str(source), model_type=spec.optimizer_type,
+        str(source), model_type=recipe.optimizer_type,
         num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size),
         optimization_options=options, opt_level=0, use_gpu=gpu,
     )
@@ -57,13 +58,13 @@ class KeepFloat(Choice):
     ATTENTION = "attention"  # the fused attention's QKV projection in every layer
 
 
-def _layer(node: onnx.NodeProto) -> int | None:
-    """The encoder layer a node belongs to, from its exported or fused name."""
-    found = re.search(r"layer\.(\d+)/", node.name) or re.fullmatch(r"Attention_(\d+)", node.name)
+def _layer(node: onnx.NodeProto, pattern: str) -> int | None:
+    """The encoder layer a node belongs to, from its traced (`pattern`) or fused name."""
+    found = re.search(pattern, node.name) or re.fullmatch(r"Attention_(\d+)", node.name)
     return int(found.group(1)) if found else None
 
 
-def float_nodes(path: Path, keep: tuple[KeepFloat, ...]) -> list[str]:
+def float_nodes(path: Path, keep: tuple[KeepFloat, ...], layer_pattern: str) -> list[str]:
     """Names of the nodes that the `keep` groups leave unquantized."""
     if not keep:
         return []
@@ -72,18 +73,19 @@ def float_nodes(path: Path, keep: tuple[KeepFloat, ...]) -> list[str]:
     for node in graph.node:
         if node.op_type not in INT8_OP_TYPES:
             continue
-        if (KeepFloat.FIRST_LAYER in keep and _layer(node) == 0) or \
+        if (KeepFloat.FIRST_LAYER in keep and _layer(node, layer_pattern) == 0) or \
                 (KeepFloat.ATTENTION in keep and node.op_type == "Attention"):
             names.append(node.name)
     return names
 
 
-def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...] = ()) -> None:
+def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...], layer_pattern: str
+            ) -> None:
     """Dynamic int8: per-channel signed weights, activations quantized per call."""
     quantize_dynamic(
         str(source), str(target),
         op_types_to_quantize=INT8_OP_TYPES,
-        nodes_to_exclude=float_nodes(source, keep),
+        nodes_to_exclude=float_nodes(source, keep, layer_pattern),
         per_channel=True,
         weight_type=QuantType.QInt8,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
@@ -106,10 +108,11 @@ def to_fp16(source: Path, target: Path) -> None:
 
 
 def convert(
-    source: Path, target: Path, precision: Precision, keep: tuple[KeepFloat, ...] = ()
+    source: Path, target: Path, precision: Precision, keep: tuple[KeepFloat, ...], *,
+    layer_pattern: str,
 ) -> None:
     if precision is Precision.INT8:
-        to_int8(source, target, keep)
+        to_int8(source, target, keep, layer_pattern)
     elif precision is Precision.FP16:
         to_fp16(source, target)
     else:

@@ -1,7 +1,10 @@
-"""`export_model`: load -> export -> fuse -> convert -> validate -> write.
+"""`export_model`: one sequence for every model.
 
-Each step is announced through `progress(message)` as it starts (logged at INFO when
-no callback is given); the caller draws it.
+load -> graph -> fuse -> precision -> validate -> write. What a stage does
+depends on the kind of graph (EncoderExport traces, fuses and converts;
+DecoderExport writes its graph fused at its precision); the sequence does not.
+Each stage is announced through `progress(message)` as it starts (logged at INFO
+when no callback is given); the caller draws it.
 """
 
 from __future__ import annotations
@@ -13,16 +16,15 @@ from pathlib import Path
 from typing import Callable, cast
 
 from edgelm.errors import ConfigError
-from edgelm.export import optimize
+from edgelm.export import precision as precisions
 from edgelm.export.atomic import atomic_folder, check_target
 from edgelm.export.checkpoint import Checkpoint, check_folder, load_checkpoint
-from edgelm.export.decoder_export import build_decoder_folder
-from edgelm.export.encoder_graph import export_encoder
-from edgelm.export.folder import MODEL_FILE, write_manifest
+from edgelm.export.decoder_export import DecoderExport
+from edgelm.export.encoder_export import EncoderExport
+from edgelm.export.folder import write_manifest
 from edgelm.export.optimize import KeepFloat
 from edgelm.export.quantize_weights import check_block_size
-from edgelm.export.tokenizer_files import max_length, pad_token_id, write_tokenizer
-from edgelm.export.validate import compare
+from edgelm.export.tokenizer_files import write_tokenizer
 from edgelm.manifest import Manifest
 from edgelm.types import Precision, Target, Task
 
@@ -61,58 +63,39 @@ def export_model(
     progress: Progress | None = None,
 ) -> Manifest:
     """Export a checkpoint folder into a self-contained, validated ONNX folder."""
+    from edgelm.export.architectures import identify
+
     step = progress or (lambda message: log.info(message))
     model_dir, output = Path(model_dir), Path(output)
     check_folder(model_dir, trust_pickle=options.trust_pickle)
+    found = identify(model_dir, options.task)  # refused here, before torch loads anything
+    precision = cast(Precision, options.precision)  # never None after __post_init__
+    kind = precisions.DECODER if found.family.decoder else precisions.ENCODER
+    precisions.check(kind, precision, options.target, bool(options.keep_float))
     check_target(output, force=options.force)
     step(f"loading {model_dir}")
     checkpoint = load_checkpoint(model_dir, task=options.task, trust_pickle=options.trust_pickle)
     with atomic_folder(output, force=options.force) as staging, \
             tempfile.TemporaryDirectory(dir=staging, prefix=".work-") as work_dir:
-        work = Path(work_dir)
-        manifest = _build(checkpoint, options, staging, work, step)
+        manifest = _build(checkpoint, options, precision, staging, Path(work_dir), step)
     step(f"wrote {output}")
     return manifest
 
 
-def _build(
-    checkpoint: Checkpoint, options: ExportOptions, staging: Path, work: Path, step: Progress
-) -> Manifest:
-    if checkpoint.task is Task.TEXT_GENERATION:
-        return build_decoder_folder(checkpoint, options, staging, step)
-    if options.precision is Precision.INT4:
-        raise ConfigError("precision 'int4' is for decoders (text-generation); "
-                          "use int8 for encoders")
-    if options.target is Target.CUDA and options.precision is Precision.INT8:
-        log.warning("int8 encoders are usually slower than fp16 on CUDA (onnxruntime#10267: "
-                    "dynamic int8 has no fast CUDA kernels); fp16 is --target cuda's default")
-    step(f"exporting {checkpoint.spec.name} ({checkpoint.task.value}) to ONNX")
-    sig = export_encoder(checkpoint, work / "raw.onnx")
-    step("fusing attention, layer norms and GELU")
-    optimize.fuse(work / "raw.onnx", work / "fused.onnx", spec=checkpoint.spec,
-                  config=checkpoint.config, gpu=options.target is Target.CUDA)
-    precision = cast(Precision, options.precision)  # never None after __post_init__
-    step(f"{'quantizing' if precision is Precision.INT8 else 'converting'} to {precision.value}")
-    optimize.convert(work / "fused.onnx", staging / MODEL_FILE, options.precision,
-                     options.keep_float)
+def _build(checkpoint: Checkpoint, options: ExportOptions, precision: Precision,
+           staging: Path, work: Path, step: Progress) -> Manifest:
+    export: EncoderExport | DecoderExport
+    if checkpoint.family.decoder is not None:
+        export = DecoderExport(checkpoint, precision, options.target, options.block_size, staging)
+    else:
+        export = EncoderExport(checkpoint, precision, options.target, options.keep_float,
+                               staging, work)
+    for message, action in export.stages():
+        step(message)
+        action()
     tokenizer = write_tokenizer(checkpoint.folder, staging)
-    limit = max_length(checkpoint.folder, checkpoint.spec.max_length(checkpoint.config))
     step("validating against PyTorch")
-    validation = compare(staging / MODEL_FILE, checkpoint, sig, options.precision,
-                         max_length=limit)
+    validation = export.validate(tokenizer)
     step("writing the manifest")
-    return write_manifest(
-        staging, checkpoint, options.precision, target=options.target, inputs=sig.inputs, outputs=sig.outputs,
-        max_length=limit, pad_token_id=pad_token_id(tokenizer, checkpoint.config),
-        labels=_labels(checkpoint), pooling=sig.pooling,
-        fused_ops=optimize.contrib_op_counts(staging / MODEL_FILE), validation=validation,
-        quantization=optimize.int8_description(options.keep_float)
-        if options.precision is Precision.INT8 else {},
-    )
-
-
-def _labels(checkpoint: Checkpoint) -> list[str]:
-    if checkpoint.task not in (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION):
-        return []
-    id2label = checkpoint.config.id2label
-    return [str(id2label[i]) for i in range(len(id2label))]
+    return write_manifest(staging, checkpoint, precision, target=options.target,
+                          validation=validation, **export.manifest_fields(tokenizer))

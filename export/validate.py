@@ -55,7 +55,7 @@ def compare(
         total += e.shape[0]
         cos_min = min(cos_min, _min_cosine(e, a))
         cases.append(f"batch={batch},len={length}")
-    tolerance = checkpoint.spec.tolerance if precision is Precision.FP32 else None
+    tolerance = checkpoint.family.tolerance if precision is Precision.FP32 else None
     result = Validation(
         max_abs_diff=worst,
         top1_agreement=None if sig.pooling else agree / total, tolerance=tolerance,

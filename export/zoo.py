@@ -255,6 +255,8 @@ def _fresh_classifier() -> Any:
     import torch
     from transformers import BertForSequenceClassification
 
+    from edgelm.export import libraries  # noqa: F401  (transformers, quiet)
+
     torch.manual_seed(CLASSIFIER_RECIPE["seed"])
     return BertForSequenceClassification.from_pretrained(
         minilm_dir(), num_labels=len(LABELS), id2label=LABELS,
@@ -302,6 +304,8 @@ def _train_epoch(model: Any, tokenizer: Any, train: list[tuple[str, int]],
 def _train_classifier(train: list[tuple[str, int]], out: Path) -> None:
     """Fine-tune MiniLM on train and save model plus tokenizer files into out."""
     from transformers import AutoTokenizer
+
+    from edgelm.export import libraries  # noqa: F401  (transformers, quiet)
 
     r, started = CLASSIFIER_RECIPE, time.perf_counter()
     with _torch_threads(r["threads"]):
@@ -353,6 +357,8 @@ def _gguf_bar_obeys_transformers() -> Iterator[None]:
     import transformers
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
+    from edgelm.export import libraries  # noqa: F401  (transformers, quiet)
+
     bar = getattr(gguf_utils, "tqdm", None)
     if bar is None:  # another transformers: its bar, if any, is left as it is
         yield
@@ -368,6 +374,8 @@ def _gguf_bar_obeys_transformers() -> Iterator[None]:
 def _convert_smollm2(gguf: Path, out: Path) -> None:
     """Dequantize the GGUF into a plain safetensors checkpoint plus tokenizer in out."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edgelm.export import libraries  # noqa: F401  (transformers, quiet)
 
     with _gguf_bar_obeys_transformers():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

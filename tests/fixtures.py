@@ -71,39 +71,52 @@ def save_tokenizer(tok: Tokenizer, folder: Path, *, roberta: bool) -> int:
     return tok.get_vocab_size()
 
 
-ENCODERS = {
-    "bert-cls": ("BertForSequenceClassification", "BertConfig", False),
-    "distilbert-cls": ("DistilBertForSequenceClassification", "DistilBertConfig", False),
-    "roberta-cls": ("RobertaForSequenceClassification", "RobertaConfig", True),
-    "bert-emb": ("BertModel", "BertConfig", False),
-    "bert-ner": ("BertForTokenClassification", "BertConfig", False),
+# name -> (transformers model class, byte-level BPE tokenizer (else WordPiece), config
+# keywords beyond the shared shape). Token ids of the specials match each tokenizer.
+_BPE_IDS = dict(pad_token_id=1, bos_token_id=0, eos_token_id=2)
+ENCODERS: dict[str, tuple[str, bool, dict]] = {
+    "bert-cls": ("BertForSequenceClassification", False, {}),
+    "distilbert-cls": ("DistilBertForSequenceClassification", False, {}),
+    "roberta-cls": ("RobertaForSequenceClassification", True, dict(**_BPE_IDS,
+                                                                    type_vocab_size=1)),
+    "bert-emb": ("BertModel", False, {}),
+    "bert-ner": ("BertForTokenClassification", False, {}),
+    "electra-cls": ("ElectraForSequenceClassification", False, dict(embedding_size=32)),
+    "albert-cls": ("AlbertForSequenceClassification", False, dict(embedding_size=32)),
+    "mpnet-emb": ("MPNetModel", True, dict(_BPE_IDS)),
+    "deberta-v2-cls": ("DebertaV2ForSequenceClassification", False, dict(
+        relative_attention=True, pos_att_type=["p2c", "c2p"], position_biased_input=False,
+        position_buckets=32, max_relative_positions=-1, norm_rel_ebd="layer_norm",
+        share_att_key=True)),
+    "modernbert-cls": ("ModernBertForSequenceClassification", False, dict(
+        global_attn_every_n_layers=2, local_attention=16, pad_token_id=0, cls_token_id=2,
+        sep_token_id=3, bos_token_id=2, eos_token_id=3)),
 }
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def encoder_config(name: str, vocab: int) -> transformers.PretrainedConfig:
-    model_class, config_class, roberta = ENCODERS[name]
+    model_class, _, extra = ENCODERS[name]
+    config_class = getattr(transformers, model_class).config_class
     common = dict(vocab_size=vocab, architectures=[model_class], max_position_embeddings=130)
-    if config_class == "DistilBertConfig":
+    if model_class.startswith("DistilBert"):
         shape = dict(dim=64, n_layers=2, n_heads=4, hidden_dim=128)
     else:
         shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                      intermediate_size=128)
-    if roberta:
-        shape.update(pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)
     if name.endswith("-ner"):
         shape.update(id2label=dict(enumerate(NER_LABELS)))
     elif name.endswith("-cls"):
         shape.update(num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"})
-    return getattr(transformers, config_class)(**common, **shape)
+    return config_class(**common, **shape, **extra)
 
 
 def build_encoder(name: str, folder: Path, seed: int = 0) -> Path:
     """Save a random-init checkpoint `name` (a key of ENCODERS) with its tokenizer."""
-    model_class, _, roberta = ENCODERS[name]
+    model_class, bpe, _ = ENCODERS[name]
     folder.mkdir(parents=True, exist_ok=True)
-    tok = bytelevel_bpe_tokenizer() if roberta else wordpiece_tokenizer()
-    vocab = save_tokenizer(tok, folder, roberta=roberta)
+    tok = bytelevel_bpe_tokenizer() if bpe else wordpiece_tokenizer()
+    vocab = save_tokenizer(tok, folder, roberta=bpe)
     torch.manual_seed(seed)
     model = getattr(transformers, model_class)(encoder_config(name, vocab)).eval()
     model.save_pretrained(folder)
@@ -126,17 +139,55 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|endoftext|>assistant\n{% endif %}"
 )
 
-# Shapes beyond the standard ones: head sizes 16, 24 and 10 (padded to 16/32 in the
-# graph), grouped-query attention, biases, untied heads.
-DECODERS = {
-    "gpt2": dict(n_embd=64, n_layer=2, n_head=4),
-    "gpt2-odd": dict(n_embd=48, n_layer=3, n_head=2, activation_function="gelu"),
-    "llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
-    "llama-odd": dict(hidden_size=40, intermediate_size=96, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=1, attention_bias=True,
-                      tie_word_embeddings=False, rope_theta=500.0),
+# name -> (transformers model class, config keywords). Shapes beyond the standard ones:
+# head sizes 16, 24, 10 and 12 (padded to 16/32 in the graph), grouped-query attention,
+# biases, tied and untied heads, a sliding window shorter than the prompts.
+DECODERS: dict[str, tuple[str, dict]] = {
+    "gpt2": ("GPT2LMHeadModel", dict(n_embd=64, n_layer=2, n_head=4)),
+    "gpt2-odd": ("GPT2LMHeadModel", dict(n_embd=48, n_layer=3, n_head=2,
+                                         activation_function="gelu")),
+    "llama": ("LlamaForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=True)),
+    "llama-odd": ("LlamaForCausalLM", dict(
+        hidden_size=40, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=1, attention_bias=True, tie_word_embeddings=False,
+        rope_theta=500.0)),
+    "qwen2": ("Qwen2ForCausalLM", dict(
+        hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=False)),
+    "mistral": ("MistralForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=10, sliding_window=6, tie_word_embeddings=False)),
+    "qwen3": ("Qwen3ForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=20, tie_word_embeddings=True)),
+    "phi3": ("Phi3ForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, tie_word_embeddings=False, pad_token_id=0)),
+    "opt": ("OPTForCausalLM", dict(
+        hidden_size=48, ffn_dim=96, num_hidden_layers=2, num_attention_heads=4,
+        word_embed_proj_dim=48, pad_token_id=1)),
+    "gpt-neox": ("GPTNeoXForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        rotary_pct=0.5, tie_word_embeddings=False)),
+    "gpt-neox-sequential": ("GPTNeoXForCausalLM", dict(
+        hidden_size=80, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        rotary_pct=0.4, use_parallel_residual=False, attention_bias=False,
+        tie_word_embeddings=False)),
+    "gemma": ("GemmaForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=24)),
 }
+
+
+def decoder_config(name: str, vocab: int) -> transformers.PretrainedConfig:
+    model_class, shape = DECODERS[name]
+    config_class = getattr(transformers, model_class).config_class
+    positions = "n_positions" if model_class.startswith("GPT2") else "max_position_embeddings"
+    return config_class(vocab_size=vocab, bos_token_id=0, eos_token_id=0,
+                        initializer_range=0.3, architectures=[model_class],
+                        **{positions: 128}, **shape)
 
 
 def build_decoder(name: str, folder: Path, seed: int = 0) -> Path:
@@ -153,18 +204,9 @@ def build_decoder(name: str, folder: Path, seed: int = 0) -> Path:
         unk_token="<|endoftext|>", model_max_length=128)
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(folder)
-    common = dict(vocab_size=tok.get_vocab_size(), bos_token_id=0, eos_token_id=0,
-                  initializer_range=0.3)
     torch.manual_seed(seed)
-    if name.startswith("gpt2"):
-        config = transformers.GPT2Config(n_positions=128, architectures=["GPT2LMHeadModel"],
-                                         **common, **DECODERS[name])
-        model = transformers.GPT2LMHeadModel(config)
-    else:
-        config = transformers.LlamaConfig(max_position_embeddings=128,
-                                          architectures=["LlamaForCausalLM"],
-                                          **common, **DECODERS[name])
-        model = transformers.LlamaForCausalLM(config)
+    model_class = getattr(transformers, DECODERS[name][0])
+    model = model_class(decoder_config(name, tok.get_vocab_size()))
     with torch.no_grad():  # make eos likely, so sequences end at different lengths
         model.get_output_embeddings().weight[0] *= 2.0
     model.eval().save_pretrained(folder)

@@ -18,7 +18,7 @@ import transformers
 import edgelm
 from edgelm.cli import main
 from edgelm.manifest import inside, read_manifest
-from tests.fixtures import DECODER_PROMPTS, DECODERS, agreement, teacher_forced
+from tests.fixtures import DECODER_PROMPTS, DECODERS, teacher_forced
 
 
 def test_cuda_target_defaults_to_fp16_and_is_recorded(exported):
@@ -40,11 +40,23 @@ def test_fp16_decoder_graph_is_float16_and_agrees_with_transformers(name, export
     assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
     model, tokenizer = reference(name)
     pipe = edgelm.Pipeline(folder, device="cpu")
-    agree = total = 0
+    # Where PyTorch's top two logits are closer than float16's error, either choice is
+    # right. The largest |fp16 - PyTorch| logit difference measured on these fixtures is
+    # 0.105 (qwen2; logits up to ~16): wherever the margin is over 0.5, the fp16 graph
+    # must pick PyTorch's token. (Compared with PyTorch's argmax, not generate's tokens:
+    # min_new_tokens makes generate skip eos where eos is the argmax.)
+    confident = agree = 0
     for prompt in DECODER_PROMPTS[:3]:
-        counts = agreement(*teacher_forced(model, tokenizer, pipe.runner, prompt, 24))
-        agree, total = agree + counts[0], total + counts[1]
-    assert agree / total >= 0.9, f"{name}: {agree}/{total}"
+        sequence, start, logits = teacher_forced(model, tokenizer, pipe.runner, prompt, 24)
+        with torch.no_grad():
+            expected = model(torch.tensor([sequence])).logits[0, start - 1 : -1].float().numpy()
+        top2 = np.sort(expected, axis=-1)[:, -2:]
+        sure = (top2[:, 1] - top2[:, 0]) > 0.5
+        predicted = logits[start - 1 : -1].argmax(-1)
+        confident += int(sure.sum())
+        agree += int((predicted == expected.argmax(-1))[sure].sum())
+    assert confident >= 24, f"{name}: only {confident} of 72 positions are clear-cut"
+    assert agree == confident, f"{name}: {agree}/{confident}"
 
 
 def test_cache_reorder_graph_gathers_rows_exactly(exported):

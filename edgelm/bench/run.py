@@ -92,7 +92,7 @@ def model_name(model_dir: Path) -> str:
 
 def _checkpoint_task(model_dir: Path) -> Task:
     """The task config.json's architectures name (the export extra is installed here)."""
-    from edgelm.export.specs import named_task
+    from edgelm.export.architectures import named_task
 
     path = model_dir / "config.json"
     try:

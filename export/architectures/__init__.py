@@ -1,0 +1,40 @@
+"""Every architecture family edgelm exports: one module each, one registry.
+
+Importing this package registers them all; it imports neither torch nor
+transformers, so a checkpoint is identified (or refused) from its config.json at once.
+"""
+
+from edgelm.export.architectures import (  # noqa: F401  (each registers its family)
+    albert,
+    bert,
+    deberta,
+    distilbert,
+    electra,
+    gemma,
+    gpt2,
+    gpt_neox,
+    llama,
+    mistral,
+    modernbert,
+    mpnet,
+    opt,
+    phi3,
+    qwen2,
+    qwen3,
+    roberta,
+)
+from edgelm.export.architectures.registry import (
+    DECODER_TASKS,
+    ENCODER_TASKS,
+    FAMILIES,
+    EncoderRecipe,
+    Family,
+    Identified,
+    check_task,
+    family_for,
+    identify,
+    named_task,
+)
+
+__all__ = ["DECODER_TASKS", "ENCODER_TASKS", "FAMILIES", "EncoderRecipe", "Family",
+           "Identified", "check_task", "family_for", "identify", "named_task"]
