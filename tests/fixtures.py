@@ -140,8 +140,9 @@ CHAT_TEMPLATE = (
 )
 
 # name -> (transformers model class, config keywords). Shapes beyond the standard ones:
-# head sizes 16, 24, 10 and 12 (padded to 16/32 in the graph), grouped-query attention,
-# biases, tied and untied heads, a sliding window shorter than the prompts.
+# head sizes 10, 12, 16, 20, 24 and 40 (padded to multiples of 16 in the graph),
+# grouped-query attention, biases, tied and untied heads, a sliding window shorter than
+# the prompts, partial rotary, sequential and parallel residuals.
 DECODERS: dict[str, tuple[str, dict]] = {
     "gpt2": ("GPT2LMHeadModel", dict(n_embd=64, n_layer=2, n_head=4)),
     "gpt2-odd": ("GPT2LMHeadModel", dict(n_embd=48, n_layer=3, n_head=2,

@@ -92,6 +92,7 @@ def test_token_classification_entities(checkpoints, exported):
         assert e["entity_group"] in {"PER", "LOC"}
 
 
+@pytest.mark.ort_fusions
 @pytest.mark.parametrize("name", list(ENCODERS))
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_fusions_are_what_the_family_claims(name, precision, exported, checkpoints):
@@ -138,6 +139,7 @@ def test_int8_is_smaller_than_fp32(exported):
     assert int8 < 0.6 * fp32
 
 
+@pytest.mark.ort_fusions
 def test_keep_float_leaves_sensitive_nodes_unquantized(checkpoints, tmp_path):
     from edgelm.export import ExportOptions, export_model
 
@@ -173,6 +175,7 @@ def test_entities_match_transformers_simple_aggregation(checkpoints, exported):
             assert a["score"] == pytest.approx(float(b["score"]), abs=1e-5)
 
 
+@pytest.mark.ort_fusions
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_cpu_session_keeps_residual_layer_norms_unfused(precision, exported, tmp_path, monkeypatch):
     """onnxruntime's load-time fusion must not bring back its slow CPU SkipLayerNormalization."""
