@@ -40,6 +40,12 @@ def fuse(source: Path, target: Path, *, recipe: EncoderRecipe, config: Any,
         num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size),
         optimization_options=options, opt_level=0, use_gpu=gpu,
     )
+    if recipe.fused_attention and "Attention" not in contrib_op_counts(model.model):
+        import onnxruntime
+
+        log.warning("onnxruntime %s's optimizer fused no attention in this %s: the export "
+                    "is correct but slower; onnxruntime 1.32 fuses it (pip install -U "
+                    "onnxruntime)", onnxruntime.__version__, recipe.optimizer_type)
     model.save_model_to_file(str(target))
 
 
