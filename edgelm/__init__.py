@@ -14,6 +14,7 @@ from edgelm.generation import GenerationConfig
 from edgelm.pipelines import (
     EmbeddingPipeline,
     Pipeline,
+    QuestionAnsweringPipeline,
     TextClassificationPipeline,
     TextGenerationPipeline,
     TokenClassificationPipeline,
@@ -27,6 +28,7 @@ __all__ = [
     "EmbeddingPipeline",
     "TextClassificationPipeline",
     "TokenClassificationPipeline",
+    "QuestionAnsweringPipeline",
     "TextGenerationPipeline",
     "GenerationConfig",
     "Task",

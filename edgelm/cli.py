@@ -159,19 +159,32 @@ _TRUST_FOLDER = click.option(
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--top-k", type=int, default=1, show_default=True,
-              help="Labels per text (classification).")
+              help="Labels per text (classification), answers per question.")
+@click.option("--context", default=None,
+              help="The text question-answering folders answer from (TEXTS are questions).")
 @click.option("--device", type=click.Choice(Device.values()), default="auto", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_TRUST_FOLDER
-def run(folder: Path, texts: tuple[str, ...], top_k: int, device: str,
+def run(folder: Path, texts: tuple[str, ...], top_k: int, context: str | None, device: str,
         threads: int | None, as_json: bool, trust_folder: bool) -> None:
     """Run an exported FOLDER on TEXTS and print the results."""
-    from edgelm.pipelines import Pipeline, TextClassificationPipeline, TextGenerationPipeline
+    from edgelm.pipelines import (
+        Pipeline,
+        QuestionAnsweringPipeline,
+        TextClassificationPipeline,
+        TextGenerationPipeline,
+    )
 
     pipe = Pipeline(folder, device=device, threads=threads, trust_folder=trust_folder)
-    if isinstance(pipe, TextGenerationPipeline):
-        results: Any = [r[0]["generated_text"] for r in pipe(list(texts))]
+    if (context is not None) != isinstance(pipe, QuestionAnsweringPipeline):
+        raise click.UsageError("--context goes with question-answering folders, and they "
+                               f"need it; {folder} holds a {pipe.task.value} model")
+    if isinstance(pipe, QuestionAnsweringPipeline):
+        assert context is not None
+        results: Any = pipe(question=list(texts), context=context, top_k=top_k)
+    elif isinstance(pipe, TextGenerationPipeline):
+        results = [r[0]["generated_text"] for r in pipe(list(texts))]
     elif isinstance(pipe, TextClassificationPipeline):
         results = pipe(list(texts), top_k=top_k)
     else:

@@ -23,6 +23,7 @@ DECODER_TYPES = {"input_ids": "tensor(int64)", "position_ids": "tensor(int64)",
                  "seqlens_k": "tensor(int32)", "total_sequence_length": "tensor(int32)",
                  "logits_at": "tensor(int64)"}
 HEAD_RANK = {Task.TEXT_CLASSIFICATION: 2, Task.TOKEN_CLASSIFICATION: 3,
+             Task.QUESTION_ANSWERING: 3,
              Task.FEATURE_EXTRACTION: 2}
 
 

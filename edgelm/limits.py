@@ -41,6 +41,7 @@ class Limits:
     threads_per_core: int = 4  # `threads` above this many per core is refused
     max_threads: int = 256  # and above this on any machine
     batch_size: int = 4096
+    context_chars: int = 1 * MiB  # a question-answering context: ~1,000 windows of 384
     stops: int = 64  # stop strings per call
     stop_chars: int = 64 * KiB  # their total length; matching is linear in it anyway
     # -- chat templates ---------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 from edgelm.errors import ModelFolderError
 from edgelm.files import confine, normalize, read_capped, sha256_regular
 from edgelm.limits import LIMITS
-from edgelm.types import Precision, Target, Task
+from edgelm.types import Precision, ScoreFunction, Target, Task
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "edgelm.json"
@@ -61,8 +61,10 @@ class _Fields:
         if not isinstance(getattr(self.obj, name), bool):
             self.bad(name, getattr(self.obj, name), "true or false")
 
-    def choice(self, name: str, kind: type[Any]) -> None:
+    def choice(self, name: str, kind: type[Any], *, optional: bool = False) -> None:
         value = getattr(self.obj, name)
+        if optional and value is None:
+            return
         try:
             object.__setattr__(self.obj, name, kind(value))
         except (ValueError, TypeError):
@@ -197,6 +199,9 @@ class Manifest:
     target: Target = Target.CPU
     model_file: str = "model.onnx"
     labels: list[str] = field(default_factory=list)
+    # text-classification: what turns logits into scores (None: transformers' default,
+    # sigmoid for one label, else softmax)
+    score_function: ScoreFunction | None = None
     pooling: str | None = None
     fused_ops: dict[str, int] = field(default_factory=dict)
     validation: Validation | None = None
@@ -210,6 +215,7 @@ class Manifest:
         check = _Fields(self)
         for name, kind in (("task", Task), ("precision", Precision), ("target", Target)):
             check.choice(name, kind)
+        check.choice("score_function", ScoreFunction, optional=True)
         check.text("architecture")
         check.text("edgelm_version")
         check.text("pooling", optional=True)

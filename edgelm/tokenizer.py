@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILE = "tokenizer.json"
 
 
+Text = str | tuple[str, str]  # a text, or a pair (premise and hypothesis, query and passage)
+
+
 @dataclass(frozen=True, kw_only=True)
 class EncodedBatch:
     """One padded batch, ready to feed; `truncated[i]` says text i was cut."""
@@ -103,14 +106,18 @@ def id_bound(tokenizer: Tokenizer) -> int:
     return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
 
 
-def encode(tokenizer: Tokenizer, texts: list[str], *, special_tokens: bool = True
+def encode(tokenizer: Tokenizer, texts: Sequence[Text], *, special_tokens: bool = True
            ) -> list[Encoding]:
     """tokenizers' encode_batch, its failures (panics included) as one-line errors."""
     try:
-        return tokenizer.encode_batch(texts, add_special_tokens=special_tokens)
+        return tokenizer.encode_batch(list(texts), add_special_tokens=special_tokens)
     except BaseException as e:
         if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
             raise
+        if "Truncation error" in str(e):
+            raise ConfigError("a text pair does not fit the model's length without cutting "
+                              "the part that must stay whole (a question or hypothesis); "
+                              "shorten it") from None
         raise ModelFolderError(f"the folder's tokenizer failed ({first_line(e, 200)}); "
                                "export the model again") from None
 
@@ -130,21 +137,37 @@ class TextTokenizer:
     def inner(self) -> Tokenizer:
         return self._tokenizer
 
-    def encode_batch(self, texts: list[str]) -> EncodedBatch:
-        cut = [cut_head(t, self.max_length) for t in texts]
+    def encode_batch(self, texts: list[Text], *, strategy: str = "longest_first"
+                     ) -> EncodedBatch:
+        """Texts and text pairs, truncated to max_length as transformers' `strategy`."""
+        cut = [_cut_pair(t, self.max_length) for t in texts]
+        self._tokenizer.enable_truncation(self.max_length, strategy=strategy)
         encodings = encode(self._tokenizer, [t for t, _ in cut])
-        width = max(1, max(len(e.ids) for e in encodings))
-        shape = (len(encodings), width)
-        ids = np.full(shape, self.pad_token_id, dtype=np.int64)
-        mask = np.zeros(shape, dtype=np.int64)
-        types = np.zeros(shape, dtype=np.int64)
-        for row, e in enumerate(encodings):
-            n = len(e.ids)
-            ids[row, :n] = e.ids
-            mask[row, :n] = 1
-            types[row, :n] = e.type_ids
         truncated = [bool(e.overflowing) or was_cut for e, (_, was_cut) in zip(encodings, cut)]
-        return EncodedBatch(
-            input_ids=ids, attention_mask=mask, token_type_ids=types,
-            truncated=truncated, encodings=encodings,
-        )
+        return padded(encodings, self.pad_token_id, truncated)
+
+
+def _cut_pair(text: Text, tokens: int) -> tuple[Text, bool]:
+    if isinstance(text, str):
+        return cut_head(text, tokens)
+    (first, a), (second, b) = cut_head(text[0], tokens), cut_head(text[1], tokens)
+    return (first, second), a or b
+
+
+def padded(encodings: list[Encoding], pad_token_id: int,
+           truncated: list[bool] | None = None) -> EncodedBatch:
+    """The encodings as one batch, right-padded to the longest."""
+    width = max(1, max(len(e.ids) for e in encodings))
+    shape = (len(encodings), width)
+    ids = np.full(shape, pad_token_id, dtype=np.int64)
+    mask = np.zeros(shape, dtype=np.int64)
+    types = np.zeros(shape, dtype=np.int64)
+    for row, e in enumerate(encodings):
+        n = len(e.ids)
+        ids[row, :n] = e.ids
+        mask[row, :n] = 1
+        types[row, :n] = e.type_ids
+    return EncodedBatch(
+        input_ids=ids, attention_mask=mask, token_type_ids=types,
+        truncated=truncated or [False] * len(encodings), encodings=encodings,
+    )

@@ -30,7 +30,25 @@ class Task(Choice):
     TEXT_CLASSIFICATION = "text-classification"
     FEATURE_EXTRACTION = "feature-extraction"
     TOKEN_CLASSIFICATION = "token-classification"
+    QUESTION_ANSWERING = "question-answering"
     TEXT_GENERATION = "text-generation"
+
+
+class ScoreFunction(Choice):
+    """How a classifier's logits become scores, as transformers' function_to_apply."""
+
+    SOFTMAX = "softmax"  # one label per text
+    SIGMOID = "sigmoid"  # each label on its own: multi-label heads, one-logit rerankers
+    NONE = "none"  # the logits themselves: regression heads
+
+    @classmethod
+    def of(cls, problem_type: str | None, labels: int) -> ScoreFunction:
+        """transformers' default for a head with this problem_type and label count."""
+        if problem_type == "regression":
+            return cls.NONE
+        if problem_type == "multi_label_classification" or labels == 1:
+            return cls.SIGMOID
+        return cls.SOFTMAX
 
 
 class Precision(Choice):

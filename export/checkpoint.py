@@ -18,6 +18,7 @@ from edgelm.types import Task
 _AUTO_CLASS = {
     Task.TEXT_CLASSIFICATION: "AutoModelForSequenceClassification",
     Task.TOKEN_CLASSIFICATION: "AutoModelForTokenClassification",
+    Task.QUESTION_ANSWERING: "AutoModelForQuestionAnswering",
     Task.FEATURE_EXTRACTION: "AutoModel",
     Task.TEXT_GENERATION: "AutoModelForCausalLM",
 }

@@ -208,6 +208,18 @@ class DecoderWriter:
         """Sliding-window attention: how many tokens (itself included) a token sees."""
         return None
 
+    def attention_scale(self) -> float:
+        """What q.k is multiplied by before the softmax."""
+        return 1.0 / math.sqrt(self.head_size)
+
+    def attention_softcap(self) -> float | None:
+        """Scores capped as cap * tanh(score / cap) (Gemma 2): GroupQueryAttention's own."""
+        return None
+
+    def logit_softcap(self) -> float | None:
+        """Logits capped as cap * tanh(logit / cap) (Gemma 2)."""
+        return None
+
     # -- shared ------------------------------------------------------------
     def build(self) -> tuple[onnx.ModelProto, DecoderShape]:
         g = self.g
@@ -232,6 +244,10 @@ class DecoderWriter:
             logits = self.linear.shared_projection(g, x, shared)
         else:
             logits = self.linear.matmul(g, x, np_weight(head), name="lm_head")
+        if (cap := self.logit_softcap()) is not None:
+            cap_value = g.constant("logits.softcap", np.array(cap, np.float32))
+            logits = g.one("Mul", [g.one("Tanh", [g.one("Div", [logits, cap_value])]),
+                                   cap_value], name="logits.capped")
         g.nodes.append(helper.make_node("Cast", [logits], ["logits"], name="logits",
                                         to=TensorProto.FLOAT))  # float32 whatever the weights
         return self._model(), self.shape()
@@ -288,7 +304,7 @@ class DecoderWriter:
         """The attention block's output before its bias, and the bias."""
         g, w = self.g, self.attention_weights(layer)
         qkv = self.linear.matmul(g, x, w.qkv, bias=w.qkv_bias, name=f"layers.{layer}.attn.qkv")
-        scale = 1.0 / math.sqrt(self.head_size) if self.scaled() else 1.0
+        extra = {} if (cap := self.attention_softcap()) is None else {"softcap": cap}
         inputs = [*self.qkv_inputs(qkv, layer), f"past_key_values.{layer}.key",
                   f"past_key_values.{layer}.value", "seqlens_k", "total_sequence_length"]
         if self.rotary:
@@ -298,14 +314,11 @@ class DecoderWriter:
         g.nodes.append(helper.make_node(
             "GroupQueryAttention", inputs, [out, f"present.{layer}.key", f"present.{layer}.value"],
             name=f"layers.{layer}.attn", domain="com.microsoft",
-            num_heads=self.num_heads, kv_num_heads=self.kv_heads, scale=scale,
+            num_heads=self.num_heads, kv_num_heads=self.kv_heads, scale=self.attention_scale(),
             do_rotary=int(self.rotary), rotary_interleaved=0,
             local_window_size=-1 if window is None else window,  # tokens seen, itself included
-        ))
+            **extra))
         return self.linear.matmul(g, out, w.out, name=f"layers.{layer}.attn.out"), w.out_bias
-
-    def scaled(self) -> bool:
-        return True
 
     def qkv_inputs(self, qkv: str, layer: int) -> list[str]:
         """GroupQueryAttention's query, key and value: packed in one by default."""

@@ -12,7 +12,7 @@ from edgelm.export.folder import MODEL_FILE
 from edgelm.export.tokenizer_files import max_length, pad_token_id
 from edgelm.export.validate import compare
 from edgelm.manifest import Validation
-from edgelm.types import Precision, Target, Task
+from edgelm.types import Precision, ScoreFunction, Target, Task
 
 
 class EncoderExport:
@@ -60,13 +60,23 @@ class EncoderExport:
             inputs=self.sig.inputs, outputs=self.sig.outputs, max_length=self.limit,
             pad_token_id=pad_token_id(tokenizer, self.checkpoint.config),
             labels=_labels(self.checkpoint), pooling=self.sig.pooling,
+            score_function=_score_function(self.checkpoint),
             fused_ops=optimize.contrib_op_counts(self.staging / MODEL_FILE),
             quantization=optimize.int8_description(self.keep_float)
             if self.precision is Precision.INT8 else {},
         )
 
 
+def _score_function(checkpoint: Checkpoint) -> ScoreFunction | None:
+    if checkpoint.task is not Task.TEXT_CLASSIFICATION:
+        return None
+    config = checkpoint.config
+    return ScoreFunction.of(getattr(config, "problem_type", None), int(config.num_labels))
+
+
 def _labels(checkpoint: Checkpoint) -> list[str]:
+    if checkpoint.task is Task.QUESTION_ANSWERING:
+        return ["start", "end"]  # the columns of span_logits
     if checkpoint.task not in (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION):
         return []
     id2label = checkpoint.config.id2label

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from edgelm.export.checkpoint import Checkpoint
+from edgelm.export.tokenizer_files import gives_token_types
 from edgelm.types import Task
 
 OPSET = 17
@@ -35,6 +36,18 @@ class _Logits(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, args))).logits
 
 
+class _SpanLogits(torch.nn.Module):
+    """A question-answering head's start and end logits as one [batch, sequence, 2]."""
+
+    def __init__(self, model: torch.nn.Module, input_names: list[str]) -> None:
+        super().__init__()
+        self.model, self.input_names = model, input_names
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        out = self.model(**dict(zip(self.input_names, args)))
+        return torch.stack((out.start_logits, out.end_logits), dim=-1)
+
+
 class _MeanPooledEmbedding(torch.nn.Module):
     """Mean over the attention mask, then L2 norm, as sentence-transformers does."""
 
@@ -54,16 +67,23 @@ def signature(checkpoint: Checkpoint) -> GraphSignature:
     """Inputs the model really uses; outputs named by task."""
     accepted = inspect.signature(checkpoint.model.forward).parameters
     inputs = ["input_ids", "attention_mask"]
-    if "token_type_ids" in accepted and getattr(checkpoint.config, "type_vocab_size", 0) > 1:
+    if "token_type_ids" in accepted and getattr(checkpoint.config, "type_vocab_size", 0) > 1 \
+            and gives_token_types(checkpoint.folder):
         inputs.append("token_type_ids")
     if checkpoint.task is Task.FEATURE_EXTRACTION:
         return GraphSignature(inputs=inputs, outputs=["sentence_embedding"], pooling="mean")
+    if checkpoint.task is Task.QUESTION_ANSWERING:
+        return GraphSignature(inputs=inputs, outputs=["span_logits"], pooling=None)
     return GraphSignature(inputs=inputs, outputs=["logits"], pooling=None)
 
 
 def wrap(checkpoint: Checkpoint, sig: GraphSignature) -> torch.nn.Module:
     """The module whose forward takes the signature's inputs positionally."""
-    cls = _MeanPooledEmbedding if sig.pooling == "mean" else _Logits
+    cls: type[torch.nn.Module] = _Logits
+    if sig.pooling == "mean":
+        cls = _MeanPooledEmbedding
+    elif checkpoint.task is Task.QUESTION_ANSWERING:
+        cls = _SpanLogits
     return cls(checkpoint.model, sig.inputs).eval()
 
 
@@ -73,7 +93,7 @@ def export_encoder(checkpoint: Checkpoint, path: Path) -> GraphSignature:
     sample = torch.ones((2, 8), dtype=torch.int64)
     axes = {name: {0: "batch", 1: "sequence"} for name in sig.inputs}
     axes.update({name: {0: "batch"} for name in sig.outputs})
-    if checkpoint.task is Task.TOKEN_CLASSIFICATION:
+    if checkpoint.task in (Task.TOKEN_CLASSIFICATION, Task.QUESTION_ANSWERING):
         axes[sig.outputs[0]] = {0: "batch", 1: "sequence"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -47,6 +47,21 @@ def _convert_slow_tokenizer(source: Path, path: Path) -> None:
         ) from e
 
 
+def gives_token_types(source: Path) -> bool:
+    """Whether the checkpoint's transformers tokenizer returns token_type_ids.
+
+    transformers' pipelines feed the model only what its tokenizer returns: a BERT whose
+    tokenizer leaves token_type_ids out runs with zeros, even for text pairs.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except Exception:  # noqa: BLE001 - no transformers tokenizer: the model's default
+        return True
+    return "token_type_ids" in tokenizer.model_input_names
+
+
 def tokenizer_config(source: Path) -> dict[str, Any]:
     path = source / "tokenizer_config.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

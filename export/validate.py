@@ -48,11 +48,11 @@ def compare(
         with torch.no_grad():
             expected = module(*(torch.from_numpy(feed[n]) for n in sig.inputs)).numpy()
         (actual,) = session.run(None, feed)
-        keep = _compared_rows(checkpoint.task, feed["attention_mask"])
-        e, a = expected[keep], actual[keep].astype(np.float32)
+        e, a = _compared(checkpoint.task, expected, actual.astype(np.float32),
+                         feed["attention_mask"].astype(bool))
         worst = max(worst, float(np.abs(e - a).max()))
         agree += int((e.argmax(-1) == a.argmax(-1)).sum())
-        total += e.shape[0]
+        total += int(np.prod(e.shape[:-1]))
         cos_min = min(cos_min, _min_cosine(e, a))
         cases.append(f"batch={batch},len={length}")
     tolerance = checkpoint.family.tolerance if precision is Precision.FP32 else None
@@ -70,9 +70,21 @@ def compare(
     return result
 
 
-def _compared_rows(task: Task, mask: np.ndarray) -> np.ndarray | slice:
-    """Per-token outputs are compared at real tokens only; padding is don't-care."""
-    return mask.astype(bool) if task is Task.TOKEN_CLASSIFICATION else slice(None)
+def _compared(task: Task, expected: np.ndarray, actual: np.ndarray, mask: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The outputs as rows whose argmax is the prediction; padding is don't-care.
+
+    Token classification: one row per real token. Question answering: per text, its
+    start and its end logits (padding set to -1e4 in both, as transformers masks it),
+    so that top-1 agreement counts the chosen start and end tokens.
+    """
+    if task is Task.TOKEN_CLASSIFICATION:
+        return expected[mask], actual[mask]
+    if task is Task.QUESTION_ANSWERING:
+        def spans(x: np.ndarray) -> np.ndarray:
+            return np.where(mask[..., None], x, np.float32(-1e4)).transpose(0, 2, 1)
+        return spans(expected), spans(actual)
+    return expected, actual
 
 
 def _min_cosine(e: np.ndarray, a: np.ndarray) -> float:

@@ -65,7 +65,8 @@ def save_tokenizer(tok: Tokenizer, folder: Path, *, roberta: bool) -> int:
     names = (dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
                   mask_token="<mask>", cls_token="<s>", sep_token="</s>") if roberta else
              dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-                  mask_token="[MASK]"))
+                  mask_token="[MASK]",
+                  model_input_names=["input_ids", "token_type_ids", "attention_mask"]))
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128, **names)
     fast.save_pretrained(folder)
     return tok.get_vocab_size()
@@ -81,6 +82,10 @@ ENCODERS: dict[str, tuple[str, bool, dict]] = {
                                                                     type_vocab_size=1)),
     "bert-emb": ("BertModel", False, {}),
     "bert-ner": ("BertForTokenClassification", False, {}),
+    "bert-qa": ("BertForQuestionAnswering", False, {}),
+    "bert-nli": ("BertForSequenceClassification", False, {}),
+    "bert-rerank": ("BertForSequenceClassification", False, {}),
+    "roberta-qa": ("RobertaForQuestionAnswering", True, dict(**_BPE_IDS, type_vocab_size=1)),
     "electra-cls": ("ElectraForSequenceClassification", False, dict(embedding_size=32)),
     "albert-cls": ("AlbertForSequenceClassification", False, dict(embedding_size=32)),
     "mpnet-emb": ("MPNetModel", True, dict(_BPE_IDS)),
@@ -106,6 +111,12 @@ def encoder_config(name: str, vocab: int) -> transformers.PretrainedConfig:
                      intermediate_size=128)
     if name.endswith("-ner"):
         shape.update(id2label=dict(enumerate(NER_LABELS)))
+    elif name.endswith("-nli"):  # MNLI's order, as roberta-large-mnli and bart-large-mnli
+        labels = ["contradiction", "neutral", "entailment"]
+        shape.update(num_labels=3, id2label=dict(enumerate(labels)),
+                     label2id={label: i for i, label in enumerate(labels)})
+    elif name.endswith("-rerank"):  # a cross-encoder: one relevance logit
+        shape.update(num_labels=1, id2label={0: "LABEL_0"})
     elif name.endswith("-cls"):
         shape.update(num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"})
     return config_class(**common, **shape, **extra)
@@ -179,6 +190,13 @@ DECODERS: dict[str, tuple[str, dict]] = {
     "gemma": ("GemmaForCausalLM", dict(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=1, head_dim=24)),
+    # Soft caps low enough to bend the random fixture's scores and logits; a window
+    # shorter than the prompts on alternate layers; query_pre_attn_scalar != head_dim.
+    "gemma2": ("Gemma2ForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=16, sliding_window=6,
+        layer_types=["sliding_attention", "full_attention"], attn_logit_softcapping=8.0,
+        final_logit_softcapping=10.0)),
 }
 
 

@@ -35,8 +35,8 @@ def _checkpoint(tmp_path, **config):
     return tmp_path
 
 
-@pytest.mark.parametrize("architecture", ["BertForQuestionAnswering", "BertForMaskedLM",
-                                          "BertForMultipleChoice", "BertForPreTraining"])
+@pytest.mark.parametrize("architecture", ["BertForMaskedLM", "BertForMultipleChoice",
+                                          "BertForPreTraining", "BertForNextSentencePrediction"])
 def test_an_unknown_head_is_refused_never_dropped(architecture, tmp_path):
     folder = _checkpoint(tmp_path, model_type="bert", architectures=[architecture])
     with pytest.raises(edgelm.UnsupportedModelError,
@@ -50,6 +50,7 @@ def test_a_bare_body_is_feature_extraction():
     assert named_task(["BertModel"]) is Task.FEATURE_EXTRACTION
     assert named_task(None) is Task.FEATURE_EXTRACTION
     assert named_task(["Qwen2ForCausalLM"]) is Task.TEXT_GENERATION
+    assert named_task(["DebertaV2ForQuestionAnswering"]) is Task.QUESTION_ANSWERING
 
 
 def test_unsupported_architecture_is_refused_before_torch_is_imported(tmp_path):

@@ -209,6 +209,9 @@ def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
     variants, manifest = _variants(
         model_dir, options, lambda message: progress and progress(message, 0, 0), notes)
     task = manifest.task
+    if task is Task.QUESTION_ANSWERING:
+        raise ConfigError("edgelm bench does not measure question-answering models yet; "
+                          "time edgelm.Pipeline(folder)(question=..., context=...) directly")
     _check_lengths(task, options, manifest.max_length)
     report = BenchReport(model=str(model_dir), name=model_name(model_dir), task=task, hardware=hardware(), notes=notes,
                          options=_recorded(options))

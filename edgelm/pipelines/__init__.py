@@ -7,11 +7,13 @@ from edgelm.pipelines.encoders import (
     TokenClassificationPipeline,
 )
 from edgelm.pipelines.generation import TextGenerationPipeline
+from edgelm.pipelines.question_answering import QuestionAnsweringPipeline
 
 __all__ = [
     "Pipeline",
     "EmbeddingPipeline",
     "TextClassificationPipeline",
     "TokenClassificationPipeline",
+    "QuestionAnsweringPipeline",
     "TextGenerationPipeline",
 ]

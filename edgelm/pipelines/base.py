@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -16,7 +16,7 @@ from edgelm.graph_check import check_graph
 from edgelm.limits import LIMITS
 from edgelm.manifest import Manifest, read_manifest
 from edgelm.session import check_threads, create_session, resolve_device, running
-from edgelm.tokenizer import EncodedBatch, TextTokenizer, id_bound, load_tokenizer
+from edgelm.tokenizer import EncodedBatch, Text, TextTokenizer, id_bound, load_tokenizer
 from edgelm.types import Device, Precision, Task
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Pipeline:
                     label=str(self.folder))
         return tokenizer
 
-    def __call__(self, texts: Any, /) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the pipeline; each task documents its own options and result."""
         raise NotImplementedError
 
@@ -137,7 +137,8 @@ class EncoderPipeline(Pipeline):
         rows, width = batch.input_ids.shape
         labels = len(self.manifest.labels)
         want = {Task.TEXT_CLASSIFICATION: (rows, labels),
-                Task.TOKEN_CLASSIFICATION: (rows, width, labels)}.get(self.task)
+                Task.TOKEN_CLASSIFICATION: (rows, width, labels),
+                Task.QUESTION_ANSWERING: (rows, width, labels)}.get(self.task)
         fine = output.shape == want if want else output.ndim == 2 and output.shape[0] == rows
         if not fine:
             raise ModelFolderError(
@@ -146,19 +147,30 @@ class EncoderPipeline(Pipeline):
                 f"expects {list(want) if want else [rows, 'dim']} (labels: {labels}); "
                 "export the model again")
 
-    def _run(self, texts: list[str]) -> list[TextOutput]:
-        """The graph's first output for each text, in input order.
+    def _forward(self, batch: EncodedBatch) -> np.ndarray:
+        """The graph's first output for one padded batch, its shape checked."""
+        with running(self.folder / self.manifest.model_file):
+            (output,) = self.session.run([self.manifest.outputs[0]], self._feed(batch))
+        self._check_output(output, batch)
+        return output
 
-        Texts are grouped by length so that batches carry little padding.
+    def _run(self, texts: Sequence[Text], *, strategy: str = "longest_first"
+             ) -> list[TextOutput]:
+        """The graph's first output for each text (or pair), in input order.
+
+        Texts are grouped by length so that batches carry little padding; pairs are
+        truncated as transformers' `strategy`.
         """
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        def length(i: int) -> int:
+            text = texts[i]
+            return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
+
+        order = sorted(range(len(texts)), key=length)
         results: list[TextOutput | None] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            batch = self.tokenizer.encode_batch([texts[i] for i in chunk])
-            with running(self.folder / self.manifest.model_file):
-                (output,) = self.session.run([self.manifest.outputs[0]], self._feed(batch))
-            self._check_output(output, batch)
+            batch = self.tokenizer.encode_batch([texts[i] for i in chunk], strategy=strategy)
+            output = self._forward(batch)
             for row, i in enumerate(chunk):
                 results[i] = TextOutput(
                     output=output[row],

@@ -8,8 +8,8 @@ import numpy as np
 
 from edgelm.errors import ConfigError
 from edgelm.pipelines.base import EncoderPipeline, TextOutput
-from edgelm.tokenizer import check_texts
-from edgelm.types import Task
+from edgelm.tokenizer import Text, check_text, check_texts
+from edgelm.types import ScoreFunction, Task
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -18,25 +18,85 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 class TextClassificationPipeline(EncoderPipeline):
-    """`pipe(texts, top_k=1)` -> labels and scores, as transformers' pipeline."""
+    """`pipe(texts, top_k=1)` -> labels and scores, as transformers' pipeline.
+
+    A text may be a pair, `{"text": ..., "text_pair": ...}` (cross-encoders, NLI);
+    `zero_shot()` classifies against any labels through an NLI head.
+    """
 
     task = Task.TEXT_CLASSIFICATION
 
-    def __call__(self, texts: str | Sequence[str], *, top_k: int = 1) -> list[Any]:
+    def __call__(self, texts: Any, *, top_k: int = 1,
+                 function_to_apply: str | ScoreFunction | None = None) -> Any:
         """One {"label", "score"} per text; with top_k > 1, a list of them per text.
 
-        A text that was cut to the model's maximum length carries "truncated": True.
+        Scores are the folder's `score_function` of the logits unless
+        `function_to_apply` ("softmax", "sigmoid", "none") says otherwise. A text that
+        was cut to the model's maximum length carries "truncated": True.
         """
         labels = self.manifest.labels
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(labels):
             raise ConfigError(f"top_k={top_k!r} must be between 1 and {len(labels)} (the "
                               "labels), an integer")
-        items, _ = check_texts(texts)
-        results = [self._rank(r, top_k) for r in self._run(items)]
-        return [r[0] for r in results] if top_k == 1 else results
+        scoring = self.score_function if function_to_apply is None \
+            else ScoreFunction.parse(function_to_apply)
+        items, single = _classification_inputs(texts)
+        results = [self._rank(r, top_k, scoring) for r in self._run(items)]
+        ranked = [r[0] for r in results] if top_k == 1 else results
+        return ranked[0] if single and isinstance(texts, dict) else ranked
 
-    def _rank(self, result: TextOutput, top_k: int) -> list[dict[str, Any]]:
-        scores = softmax(result.output.astype(np.float64))
+    @property
+    def score_function(self) -> ScoreFunction:
+        return self.manifest.score_function or ScoreFunction.of(None, len(self.manifest.labels))
+
+    def zero_shot(self, sequences: str | Sequence[str], candidate_labels: str | Sequence[str],
+                  *, hypothesis_template: str = "This example is {}.",
+                  multi_label: bool = False) -> Any:
+        """{"sequence", "labels", "scores"} per sequence, best label first.
+
+        As transformers' zero-shot-classification: each (sequence, hypothesis) pair
+        goes through the NLI head; the entailment logits are softmaxed over the labels,
+        or, with `multi_label` (or one label), entailment against contradiction for
+        each label alone.
+        """
+        entail = self._entailment_id()
+        candidates = _candidate_labels(candidate_labels)
+        if "{}" not in hypothesis_template:
+            raise ConfigError(f"hypothesis_template {hypothesis_template!r} has no {{}} for "
+                              "the label; write it as 'This example is {}.'")
+        items, single = check_texts(sequences)
+        pairs = [(text, hypothesis_template.format(label))
+                 for text in items for label in candidates]
+        logits = np.stack([r.output for r in self._run(pairs, strategy="only_first")])
+        logits = logits.astype(np.float64).reshape(len(items), len(candidates), -1)
+        if multi_label or len(candidates) == 1:
+            contradiction = -1 if entail == 0 else 0
+            scores = softmax(logits[..., [contradiction, entail]])[..., 1]
+        else:
+            scores = softmax(logits[..., entail])
+        results = []
+        for text, row in zip(items, scores):
+            order = np.argsort(-row, kind="stable")
+            results.append({"sequence": text, "labels": [candidates[i] for i in order],
+                            "scores": [float(row[i]) for i in order]})
+        return results[0] if single else results
+
+    def _entailment_id(self) -> int:
+        for i, label in enumerate(self.manifest.labels):
+            if label.lower().startswith("entail"):
+                return i
+        raise ConfigError(f"{self.folder}'s labels {self.manifest.labels} have no "
+                          "'entailment'; zero-shot classification needs an NLI model")
+
+    def _rank(self, result: TextOutput, top_k: int, scoring: ScoreFunction
+              ) -> list[dict[str, Any]]:
+        logits = result.output.astype(np.float64)
+        if scoring is ScoreFunction.SOFTMAX:
+            scores = softmax(logits)
+        elif scoring is ScoreFunction.SIGMOID:
+            scores = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            scores = logits
         best = np.argsort(-scores, kind="stable")[:top_k]
         ranked: list[dict[str, Any]] = [
             {"label": self.manifest.labels[i], "score": float(scores[i])} for i in best
@@ -45,6 +105,38 @@ class TextClassificationPipeline(EncoderPipeline):
             for r in ranked:
                 r["truncated"] = True
         return ranked
+
+
+def _classification_inputs(texts: Any) -> tuple[list[Text], bool]:
+    """Texts and {"text", "text_pair"} pairs as a list, and whether one was given."""
+    if isinstance(texts, dict):
+        return [_pair(texts, 0)], True
+    if isinstance(texts, list) and any(isinstance(t, dict) for t in texts):
+        return [_pair(t, i) if isinstance(t, dict) else check_text(t, f"text {i}")
+                for i, t in enumerate(texts)], False
+    items, single = check_texts(texts)
+    return list(items), single
+
+
+def _pair(item: dict[str, Any], index: int) -> Text:
+    unknown = sorted(set(item) - {"text", "text_pair"})
+    if unknown or "text" not in item:
+        raise ConfigError(f"text {index} is a dict with keys {sorted(item)}; a text pair is "
+                          '{"text": ..., "text_pair": ...}')
+    text = check_text(item["text"], f"text {index}")
+    if item.get("text_pair") is None:
+        return text
+    return text, check_text(item["text_pair"], f"text {index}'s text_pair")
+
+
+def _candidate_labels(labels: str | Sequence[str]) -> list[str]:
+    """A list of labels, or one string of comma-separated labels, as transformers takes."""
+    if isinstance(labels, str):
+        labels = [label.strip() for label in labels.split(",") if label.strip()]
+    items, _ = check_texts(labels) if labels else ([], False)
+    if not items:
+        raise ConfigError("candidate_labels is empty; pass labels such as ['sports', 'politics']")
+    return items
 
 
 class EmbeddingPipeline(EncoderPipeline):

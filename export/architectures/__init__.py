@@ -11,6 +11,7 @@ from edgelm.export.architectures import (  # noqa: F401  (each registers its fam
     distilbert,
     electra,
     gemma,
+    gemma2,
     gpt2,
     gpt_neox,
     llama,

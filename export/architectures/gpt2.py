@@ -38,8 +38,9 @@ class GPT2Writer(DecoderWriter):
                 "GPT-2 with scale_attn_by_inverse_layer_idx or reorder_and_upcast_attn is "
                 "not supported")
 
-    def scaled(self) -> bool:
-        return bool(getattr(self.config, "scale_attn_weights", True))
+    def attention_scale(self) -> float:
+        return super().attention_scale() if getattr(self.config, "scale_attn_weights", True) \
+            else 1.0
 
     def embed(self, ids: str, shared: str | None, table: torch.Tensor) -> str:
         tokens = super().embed(ids, shared, table)

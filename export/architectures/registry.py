@@ -19,7 +19,8 @@ from edgelm.types import Task
 if TYPE_CHECKING:
     from edgelm.export.decoder_graph import DecoderWriter
 
-ENCODER_TASKS = (Task.TEXT_CLASSIFICATION, Task.FEATURE_EXTRACTION, Task.TOKEN_CLASSIFICATION)
+ENCODER_TASKS = (Task.TEXT_CLASSIFICATION, Task.FEATURE_EXTRACTION, Task.TOKEN_CLASSIFICATION,
+                 Task.QUESTION_ANSWERING)
 DECODER_TASKS = (Task.TEXT_GENERATION,)
 
 
@@ -83,6 +84,7 @@ def family_for(model_type: str) -> Family:
 _TASK_BY_SUFFIX = (
     ("ForSequenceClassification", Task.TEXT_CLASSIFICATION),
     ("ForTokenClassification", Task.TOKEN_CLASSIFICATION),
+    ("ForQuestionAnswering", Task.QUESTION_ANSWERING),
     ("ForCausalLM", Task.TEXT_GENERATION),
     ("LMHeadModel", Task.TEXT_GENERATION),
 )
