@@ -3,6 +3,7 @@
     python worker_decoder.py torch CHECKPOINT --threads 2
     python worker_decoder.py edgelm FOLDER --threads 2
     python worker_decoder.py ct2 CT2_FOLDER --threads 2   (CTranslate2's own environment)
+    python worker_decoder.py genai GENAI_FOLDER --threads 2   (onnxruntime-genai's)
     python worker_decoder.py torch CHECKPOINT --device cuda --batches 1,16  (fp16 on the GPU)
 
 Prints one JSON line: load_s, ttft_ms, per_token_ms, tokens_per_s (new tokens
@@ -90,6 +91,29 @@ def ct2_engine(path: str, threads: int, device: str):
     return generate, len(tokens)
 
 
+def genai_engine(path: str, threads: int, device: str):
+    """onnxruntime-genai's own generation loop over the folder its builder wrote (the
+    thread count is set in that folder's genai_config.json by the benchmark)."""
+    import onnxruntime_genai as og
+
+    model = og.Model(og.Config(path))
+    vocab = json.loads((Path(path) / "genai_config.json").read_text())["model"]["vocab_size"]
+
+    def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
+                 ) -> None:
+        n = 1 if first_only else new
+        params = og.GeneratorParams(model)
+        total = len(rows[0]) + n
+        params.set_search_options(max_length=total, min_length=total, do_sample=False,
+                                  batch_size=len(rows), num_beams=beams)
+        generator = og.Generator(model, params)
+        generator.append_tokens(np.array(rows, dtype=np.int32))
+        while not generator.is_done():
+            generator.generate_next_token()
+
+    return generate, int(vocab)
+
+
 def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
             batches: list[int], vocab: int, prompt: int) -> dict[str, float]:
     """TTFT, per-token time and tokens/s at batch 1, beam tokens/s, tokens/s at `batches`."""
@@ -125,7 +149,7 @@ def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("engine", choices=["torch", "edgelm", "ct2"])
+    parser.add_argument("engine", choices=["torch", "edgelm", "ct2", "genai"])
     parser.add_argument("path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", type=int, default=16)
@@ -139,7 +163,8 @@ def main() -> None:
                         help="greedy bursts on request (harness), the rest at the end")
     args = parser.parse_args()
     start = time.perf_counter()
-    engines = {"torch": torch_engine, "edgelm": edgelm_engine, "ct2": ct2_engine}
+    engines = {"torch": torch_engine, "edgelm": edgelm_engine, "ct2": ct2_engine,
+               "genai": genai_engine}
     generate, vocab = engines[args.engine](args.path, args.threads, args.device)
     load_s = time.perf_counter() - start
     ids = [prompt_ids(args.prompt, vocab)]

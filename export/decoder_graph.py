@@ -175,11 +175,15 @@ class DecoderWriter:
     def rotary_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
-    def rotary_from(self, module: Any) -> tuple[np.ndarray, np.ndarray]:
-        """cos/sin [positions, columns] from a transformers rotary module, computed in
-        float32 exactly as transformers does. Full rotary: padded/2 columns (zeros for the
-        padding); partial: rotary_dim/2, which GroupQueryAttention's CPU kernel wants a
-        multiple of 8."""
+    def rotary_inputs(self, layer: int) -> list[str]:
+        """The cos and sin tables `layer` rotates with (Gemma 3: two bases)."""
+        return ["cos_cache", "sin_cache"]
+
+    def rotary_from(self, module: Any, kind: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """cos/sin [positions, columns] from a transformers rotary module (its
+        `{kind}inv_freq`), computed in float32 exactly as transformers does. Full rotary:
+        padded/2 columns (zeros for the padding); partial: rotary_dim/2, which
+        GroupQueryAttention's CPU kernel wants a multiple of 8."""
         import torch
 
         half = self.rotary_dim // 2
@@ -188,9 +192,9 @@ class DecoderWriter:
             raise UnsupportedModelError(
                 f"partial rotary over {self.rotary_dim} of {self.head_size} dimensions is not "
                 "supported: onnxruntime's GroupQueryAttention needs a multiple of 16")
-        scaling = float(getattr(module, "attention_scaling", 1.0))
+        scaling = float(getattr(module, f"{kind}attention_scaling", 1.0))
         positions = torch.arange(self.max_positions(), dtype=torch.float32)
-        angles = torch.outer(positions, module.inv_freq.float().cpu())
+        angles = torch.outer(positions, getattr(module, f"{kind}inv_freq").float().cpu())
         cos = np.zeros((self.max_positions(), columns), np.float32)
         sin = np.zeros_like(cos)
         cos[:, :half] = np_weight(angles.cos() * scaling)
@@ -308,7 +312,7 @@ class DecoderWriter:
         inputs = [*self.qkv_inputs(qkv, layer), f"past_key_values.{layer}.key",
                   f"past_key_values.{layer}.value", "seqlens_k", "total_sequence_length"]
         if self.rotary:
-            inputs += ["cos_cache", "sin_cache"]
+            inputs += self.rotary_inputs(layer)
         out = f"layers.{layer}.attn/out"
         window = self.window(layer)
         g.nodes.append(helper.make_node(

@@ -158,6 +158,10 @@ DECODERS: dict[str, tuple[str, dict]] = {
     "gpt2": ("GPT2LMHeadModel", dict(n_embd=64, n_layer=2, n_head=4)),
     "gpt2-odd": ("GPT2LMHeadModel", dict(n_embd=48, n_layer=3, n_head=2,
                                          activation_function="gelu")),
+    # Unscaled attention; a local layer whose window is shorter than the prompts.
+    "gpt-neo": ("GPTNeoForCausalLM", dict(
+        hidden_size=48, num_layers=2, num_heads=4, attention_types=[[["local", "global"], 1]],
+        window_size=5, intermediate_size=96)),
     "llama": ("LlamaForCausalLM", dict(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, tie_word_embeddings=True)),
@@ -177,6 +181,11 @@ DECODERS: dict[str, tuple[str, dict]] = {
     "phi3": ("Phi3ForCausalLM", dict(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=4, tie_word_embeddings=False, pad_token_id=0)),
+    # Phi-4-mini's partial rotary, on a head padded from 40 to 48.
+    "phi3-partial": ("Phi3ForCausalLM", dict(
+        hidden_size=80, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, partial_rotary_factor=0.4, tie_word_embeddings=True,
+        pad_token_id=0)),
     "opt": ("OPTForCausalLM", dict(
         hidden_size=48, ffn_dim=96, num_hidden_layers=2, num_attention_heads=4,
         word_embed_proj_dim=48, pad_token_id=1)),
@@ -197,6 +206,14 @@ DECODERS: dict[str, tuple[str, dict]] = {
         num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=16, sliding_window=6,
         layer_types=["sliding_attention", "full_attention"], attn_logit_softcapping=8.0,
         final_logit_softcapping=10.0)),
+    # Two rotary tables: a local base on sliding layers, a linearly scaled global one.
+    "gemma3": ("Gemma3ForCausalLM", dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=24, query_pre_attn_scalar=20, sliding_window=6,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                         "full_attention": {"rope_type": "linear", "rope_theta": 10000.0,
+                                            "factor": 4.0}})),
 }
 
 

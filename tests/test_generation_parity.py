@@ -134,8 +134,7 @@ def test_one_fused_attention_per_layer_and_tied_table_once(name, precision, expo
     import onnx
 
     folder = exported(name, precision)
-    layers = json.loads((checkpoints[name] / "config.json").read_text())
-    layers = layers.get("n_layer") or layers["num_hidden_layers"]
+    layers = transformers.AutoConfig.from_pretrained(checkpoints[name]).num_hidden_layers
     manifest = edgelm.Pipeline(folder).manifest
     assert manifest.fused_ops["GroupQueryAttention"] == layers
     graph = onnx.load(str(folder / "model.onnx")).graph

@@ -1,5 +1,6 @@
 """Phi-3 / Phi-4-mini: Llama with the q, k and v projections packed in one qkv_proj and
-gate and up in one gate_up_proj (already in the order the graph wants)."""
+gate and up in one gate_up_proj (already in the order the graph wants); Phi-4-mini's
+partial rotary (the first partial_rotary_factor of each head) is GroupQueryAttention's."""
 
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ class Phi3Writer(LlamaWriter):
     def __init__(self, model: torch.nn.Module, config: Any, linear: LinearWriter) -> None:
         super().__init__(model, config, linear)
         factor = float((getattr(config, "rope_parameters", None) or {}).get(
-            "partial_rotary_factor", 1.0))
-        if factor != 1.0:
+            "partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)))
+        self.rotary_dim = int(self.head_size * factor)
+        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.head_size:
             raise UnsupportedModelError(
-                f"phi3 with partial_rotary_factor={factor} is not supported yet; "
-                "supported: 1.0 (Phi-3 mini, small, medium)")
+                f"phi3 with partial_rotary_factor={factor} (rotary over {self.rotary_dim} of "
+                f"{self.head_size} dimensions) is not supported")
 
     def max_positions(self) -> int:
         """longrope switches to its long factors past original_max_position_embeddings: the

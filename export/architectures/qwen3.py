@@ -12,7 +12,6 @@ import numpy as np
 from edgelm.export.architectures.llama import LlamaWriter
 from edgelm.export.architectures.registry import Family, register
 from edgelm.export.decoder_graph import head_slots
-from edgelm.export.decoder_graph import np_weight as w
 
 
 class Qwen3Writer(LlamaWriter):
@@ -37,13 +36,14 @@ class Qwen3Writer(LlamaWriter):
         g, size, padded = self.g, self.head_size, self.padded
         ratio = size / padded
         weight = np.zeros(padded, np.float32)
-        weight[head_slots(size, padded, self.halves_apart)] = w(module.weight) * np.float32(
-            math.sqrt(ratio))
+        weight[head_slots(size, padded, self.halves_apart)] = self.norm_weight(module) * \
+            np.float32(math.sqrt(ratio))
+        epsilon = float(getattr(module, "variance_epsilon", None) or module.eps)
         per_head = g.constant(f"{name}.shape", np.array([0, 0, heads, padded], np.int64))
         flat = g.constant(f"{name}.flat", np.array([0, 0, heads * padded], np.int64))
         x = g.one("Reshape", [x, per_head])
         x = g.one("SimplifiedLayerNormalization", [x, g.constant(f"{name}.weight", weight)],
-                  axis=-1, epsilon=float(module.variance_epsilon) * ratio, stash_type=1,
+                  axis=-1, epsilon=epsilon * ratio, stash_type=1,
                   name=name)
         return g.one("Reshape", [x, flat])
 
