@@ -24,7 +24,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gpt2_decode import CACHE, NEW_TOKENS, bpe_tokenizer, ct2_converted  # noqa: E402
-from harness import Engine, hardware, run_interleaved, versus, write_results  # noqa: E402
+from harness import (  # noqa: E402
+    Engine,
+    hardware,
+    run_interleaved,
+    versus_lines,
+    write_results,
+)
 
 from edgelm.bench.exports import cached_export  # noqa: E402
 
@@ -60,6 +66,24 @@ def checkpoint(name: str) -> Path:
     return folder
 
 
+def variant(spec: str) -> tuple[str, int, int]:
+    """'int4:b128:t4' -> (precision, block_size, table_bits)."""
+    precision, *options = spec.split(":")
+    found = {o[0]: int(o[1:]) for o in options}
+    return precision, found.get("b", 32), found.get("t", 8)
+
+
+def exported(source: Path, spec: str) -> Path:
+    precision, block, table = variant(spec)
+    return cached_export(source, precision, block_size=block, table_bits=table)
+
+
+def variant_name(spec: str) -> str:
+    precision, block, table = variant(spec)
+    return " ".join([f"edgelm {precision}", *([f"block {block}"] if block != 32 else []),
+                     *([f"{table}-bit table"] if table != 8 else [])])
+
+
 def genai_built(source: Path, anchors_python: str, threads: int) -> Path:
     """onnxruntime-genai's int4 CPU build of the checkpoint, by its own builder."""
     out = CACHE / f"{source.name}-genai-int4"
@@ -83,6 +107,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2, help="generations per burst")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(SHAPES))
+    parser.add_argument("--variants", default="int4,int4:b128,int4:t4,int4:b128:t4,int8,"
+                        "int8:b128", help="edgelm exports: precision[:bBLOCK][:tTABLE_BITS]")
     args = parser.parse_args()
     options = ["--threads", str(args.threads), "--new", str(NEW_TOKENS), "--beams", "1"]
     worker = str(HERE / "worker_decoder.py")
@@ -96,12 +122,12 @@ def main() -> None:
              "per-burst ratios. Random weights at the real shapes.\n",
              f"Command: `python benchmarks/families_decode.py --anchors-python VENV/bin/python "
              f"--bursts {args.bursts} --calls {args.calls} --threads {args.threads} "
-             f"--models {args.models}`\n"]
+             f"--models {args.models} --variants {args.variants}`\n"]
     for name in args.models.split(","):
         source = checkpoint(name)
-        engines = [Engine(name=f"edgelm {p}", command=[
-            sys.executable, worker, "edgelm", str(cached_export(source, p)), *options])
-            for p in ("int4", "int8")]
+        engines = [Engine(name=variant_name(v), command=[
+            sys.executable, worker, "edgelm", str(exported(source, v)),
+            *options]) for v in args.variants.split(",")]
         engines.append(Engine(name="onnxruntime-genai int4", command=[
             args.anchors_python, worker, "genai",
             str(genai_built(source, args.anchors_python, args.threads)), *options]))
@@ -120,13 +146,11 @@ def main() -> None:
             rows[engine.name] = row
             lines.append(f"| {engine.name} | {row['tokens_per_s']:.1f} | {row['ttft_ms']:.1f} "
                          f"| {row['load_s']:.2f} | {row['peak_rss_mb']:.0f} |")
-        for ours, theirs in [("edgelm int4", "onnxruntime-genai int4"),
-                             ("edgelm int8", "CTranslate2 int8")]:
-            if theirs in results:
-                ratio = versus(results[theirs], results[ours])
-                rows[f"{ours} vs {theirs}"] = ratio
-                lines.append(f"\n{ours} vs {theirs}: **{ratio['paired_bursts']:.2f}x** "
-                             f"(paired bursts), {ratio['fastest_decile']:.2f}x (fastest 10%)")
+        pairs = [(variant_name(v), "onnxruntime-genai int4" if v.startswith("int4")
+                  else "CTranslate2 int8") for v in args.variants.split(",")]
+        compared, ratios = versus_lines(results, pairs)
+        lines += compared
+        rows.update(ratios)
         payload["models"][name] = rows
     write_results(HERE / "results" / "families_decode", payload, "\n".join(lines) + "\n")
     print("\n".join(lines))

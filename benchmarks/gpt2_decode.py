@@ -27,7 +27,7 @@ from harness import (  # noqa: E402
     hardware,
     paired_ratio,
     run_interleaved,
-    versus,
+    versus_lines,
     write_results,
 )
 
@@ -154,11 +154,7 @@ def main() -> None:
                 f"{row['peak_rss_mb']:.0f} | {size:.0f} |")
         pairs = [("edgelm int8", "CTranslate2 int8"), ("edgelm int4", "CTranslate2 int8"),
                  ("edgelm fp32", "CTranslate2 fp32")]
-        for ours, theirs in pairs:
-            if theirs in results:
-                ratio = versus(results[theirs], results[ours])
-                lines.append(f"\n{ours} vs {theirs}: **{ratio['paired_bursts']:.2f}x** (paired "
-                             f"bursts), {ratio['fastest_decile']:.2f}x (fastest 10%)")
+        lines += versus_lines(results, pairs)[0]
         payload["models"][name] = rows
     write_results(HERE / "results" / "decode", payload, "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -28,8 +28,8 @@ from edgelm.bench.measure import timed
 from edgelm.bench.system import hardware, peak_rss_mb
 
 __all__ = ["Engine", "Interleaved", "Result", "hardware", "machine_tag", "paired_ratio",
-           "peak_rss_mb",
-           "run_alternating", "run_interleaved", "serve", "timed", "versus", "write_results"]
+           "peak_rss_mb", "run_alternating", "run_interleaved", "serve", "timed", "versus",
+           "versus_lines", "write_results"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +99,18 @@ def versus(theirs: Interleaved, ours: Interleaved) -> dict[str, float]:
     """How much faster `ours` is: paired per-burst ratio, and fastest-decile ratio."""
     return {"paired_bursts": paired_ratio(theirs, ours),
             "fastest_decile": theirs.fastest_decile_ms / ours.fastest_decile_ms}
+
+
+def versus_lines(results: dict[str, Interleaved], pairs: list[tuple[str, str]]
+                 ) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """A markdown line and the ratios for each (ours, theirs) pair that both ran."""
+    lines, ratios = [], {}
+    for ours, theirs in pairs:
+        if ours in results and theirs in results:
+            ratio = ratios[f"{ours} vs {theirs}"] = versus(results[theirs], results[ours])
+            lines.append(f"\n{ours} vs {theirs}: **{ratio['paired_bursts']:.2f}x** (paired "
+                         f"bursts), {ratio['fastest_decile']:.2f}x (fastest 10%)")
+    return lines, ratios
 
 
 def _env() -> dict[str, str]:

@@ -97,18 +97,22 @@ def genai_engine(path: str, threads: int, device: str):
     import onnxruntime_genai as og
 
     model = og.Model(og.Config(path))
-    vocab = json.loads((Path(path) / "genai_config.json").read_text())["model"]["vocab_size"]
+    config = json.loads((Path(path) / "genai_config.json").read_text())["model"]
+    vocab = config["vocab_size"]
+    # Its sliding-window attention (Gemma 2) wants a cache at least the window long, so
+    # max_length may exceed the call's tokens: the loop stops after `new` tokens itself.
+    window = int((config["decoder"].get("sliding_window") or {}).get("window_size", 0))
 
     def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
                  ) -> None:
         n = 1 if first_only else new
         params = og.GeneratorParams(model)
         total = len(rows[0]) + n
-        params.set_search_options(max_length=total, min_length=total, do_sample=False,
-                                  batch_size=len(rows), num_beams=beams)
+        params.set_search_options(max_length=max(total, window), min_length=total,
+                                  do_sample=False, batch_size=len(rows), num_beams=beams)
         generator = og.Generator(model, params)
         generator.append_tokens(np.array(rows, dtype=np.int32))
-        while not generator.is_done():
+        for _ in range(n):
             generator.generate_next_token()
 
     return generate, int(vocab)

@@ -66,14 +66,18 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="int8: leave these node groups in float, comma-separated: "
                    "first-layer, attention (the most accuracy-sensitive; slower).")
 @click.option("--block-size", type=int, default=32, show_default=True,
-              help="int4/int8 decoders: weights per quantization block.")
+              help="int4/int8 decoders: weights per quantization block (128: faster, "
+                   "less accurate; see the README).")
+@click.option("--table-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
+              help="int4/int8 decoders: bits of a tied embedding table (4: half its size "
+                   "and read per token, less accurate).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow pytorch_model.bin weights (loaded with weights_only=True).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def export(model_dir: Path, output: Path | None, precision: str | None, target: str,
            task: str | None,
-           keep_float: str, block_size: int, force: bool, trust_pickle: bool,
+           keep_float: str, block_size: int, table_bits: str, force: bool, trust_pickle: bool,
            quiet: bool) -> None:
     """Export MODEL_DIR (a Hugging Face checkpoint) to a validated ONNX folder."""
     from edgelm._extras import load_export
@@ -90,6 +94,7 @@ def export(model_dir: Path, output: Path | None, precision: str | None, target: 
         precision=Precision(precision) if precision else None, target=Target(target),
         task=Task(task) if task else None,
         force=force, trust_pickle=trust_pickle, block_size=block_size,
+        table_bits=int(table_bits),
         keep_float=tuple(k.strip() for k in keep_float.split(",") if k.strip()),
     )
     suffix = options.precision.value + ("" if options.target is Target.CPU else f"-{target}")

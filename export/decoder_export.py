@@ -56,11 +56,12 @@ class DecoderExport:
     with its attention fused and its weights at their precision from the start."""
 
     def __init__(self, checkpoint: Checkpoint, precision: Precision, target: Target,
-                 block_size: int, staging: Path) -> None:
+                 staging: Path, *, block_size: int = 32, table_bits: int = 8) -> None:
         self.checkpoint, self.precision, self.target = checkpoint, precision, target
         self.staging = staging
         self.writer: LinearWriter = writer_for(
-            precision, block_size=block_size, dtype=precisions.activations(precision, target))
+            precision, block_size=block_size, table_bits=table_bits,
+            dtype=precisions.activations(precision, target))
         self.proto: onnx.ModelProto | None = None
         self.shape: DecoderShape | None = None
         self.info: DecoderInfo | None = None

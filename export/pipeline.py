@@ -42,6 +42,7 @@ class ExportOptions:
     trust_pickle: bool = False
     keep_float: tuple[KeepFloat, ...] = ()  # int8 encoders only: node groups left in float
     block_size: int = 32  # int4/int8 decoders: weights per quantization block
+    table_bits: int = 8  # int4/int8 decoders: bits of a tied embedding / output table
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", Target.parse(self.target))
@@ -53,6 +54,8 @@ class ExportOptions:
         if self.task is not None:
             object.__setattr__(self, "task", Task.parse(self.task))
         check_block_size(self.block_size)
+        if self.table_bits not in (4, 8) or isinstance(self.table_bits, bool):
+            raise ConfigError(f"table_bits={self.table_bits!r} must be 4 or 8")
 
 
 def export_model(
@@ -86,7 +89,8 @@ def _build(checkpoint: Checkpoint, options: ExportOptions, precision: Precision,
            staging: Path, work: Path, step: Progress) -> Manifest:
     export: EncoderExport | DecoderExport
     if checkpoint.family.decoder is not None:
-        export = DecoderExport(checkpoint, precision, options.target, options.block_size, staging)
+        export = DecoderExport(checkpoint, precision, options.target, staging,
+                               block_size=options.block_size, table_bits=options.table_bits)
     else:
         export = EncoderExport(checkpoint, precision, options.target, options.keep_float,
                                staging, work)

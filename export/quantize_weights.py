@@ -11,8 +11,10 @@ tensor) broke the model, 0% top-1 agreement, because its activations carry
 outliers; blockwise int8 gave 8.29, int4 symmetric 9.28, int4 asymmetric 9.03.
 
 A tied embedding is stored once: the projection's MatMulNBits weight is also
-read by GatherBlockQuantized for the lookup (8-bit, the output layer being the
-most sensitive).
+read by GatherBlockQuantized for the lookup. 8-bit by default, the output layer
+being the most sensitive; `table_bits=4` halves what it costs per token, which
+decides the speed of models whose table is a large share of their weights
+(Qwen2.5-0.5B: 28%, Gemma 2 2B: 22%): see benchmarks/results/families_decode.md.
 """
 
 from __future__ import annotations
@@ -67,19 +69,19 @@ class LinearWriter:
 class NBitsWriter(LinearWriter):
     """Blockwise weight-only quantization (MatMulNBits)."""
 
-    TABLE_BITS = 8
-
-    def __init__(self, bits: int, *, block_size: int = 32, accuracy_level: int = 4,
+    def __init__(self, bits: int, *, block_size: int = 32, table_bits: int = 8,
+                 accuracy_level: int = 4,
                  dtype: type[np.floating] = np.float32) -> None:
         super().__init__(dtype)
-        if bits not in (4, 8):
-            raise ConfigError(f"bits={bits} must be 4 or 8")
+        if bits not in (4, 8) or table_bits not in (4, 8):
+            raise ConfigError(f"bits={bits} and table_bits={table_bits} must be 4 or 8")
+        self.table_bits = table_bits
         check_block_size(block_size)
         self.bits, self.block_size, self.accuracy_level = bits, block_size, accuracy_level
         self.quantization = {
             "method": "weight-only blockwise (MatMulNBits)", "bits": bits,
             "block_size": block_size, "symmetric": False, "accuracy_level": accuracy_level,
-            "tied_embedding_bits": self.TABLE_BITS,
+            "tied_embedding_bits": table_bits,
         }
         self._tables: dict[str, tuple[int, int]] = {}  # table name -> (vocab, hidden)
 
@@ -112,7 +114,7 @@ class NBitsWriter(LinearWriter):
         return self._node(g, x, names, *w.shape, self.bits, bias_name, name)
 
     def shared_table(self, g: Graph, name: str, table: np.ndarray) -> str:
-        packed, scales, zero_points = self._pack(table, self.TABLE_BITS)
+        packed, scales, zero_points = self._pack(table, self.table_bits)
         g.constant(f"{name}.scales", scales)
         g.constant(f"{name}.zero_points", zero_points)
         self._tables[name] = table.shape
@@ -123,39 +125,44 @@ class NBitsWriter(LinearWriter):
         return table, f"{base}.scales", f"{base}.zero_points", self._tables[base]
 
     def shared_lookup(self, g: Graph, table: str, ids: str) -> str:
+        """Rows of the projection's packed weight, dequantized: the table as a 2-D
+        [vocab, packed bytes] (4-bit: two values a byte, zero points packed alike)."""
         data, scales, zero_points, (vocab, hidden) = self._parts(table)
         blocks = -(-hidden // self.block_size)
-        shape3 = g.constant("embed.block_shape", np.array([vocab, blocks, 1], np.int64))
-        rows = g.one("GatherBlockQuantized", [
-            data, ids, g.one("Reshape", [scales, shape3]), g.one("Reshape", [zero_points, shape3]),
-        ], domain="com.microsoft", gather_axis=0, quantize_axis=2,
-            block_size=self.block_size, bits=self.TABLE_BITS, name="embed.lookup")
+        per_byte = 8 // self.table_bits
         width = blocks * self.block_size  # the last block is padded
-        out_shape = g.one("Concat", [g.one("Shape", [ids]),
-                                     g.constant("embed.width", np.array([width], np.int64))],
-                          axis=0)
-        flat = g.one("Reshape", [rows, out_shape], name="embed" if width == hidden else None)
+
+        def rows_of(name: str, columns: int) -> str:
+            shape = g.constant(f"{name}.rows", np.array([vocab, columns], np.int64))
+            return g.one("Reshape", [name, shape])
+
+        lookup = g.one("GatherBlockQuantized", [
+            rows_of(data, width // per_byte), ids, rows_of(scales, blocks),
+            rows_of(zero_points, -(-blocks // per_byte)),
+        ], domain="com.microsoft", gather_axis=0, quantize_axis=1,
+            block_size=self.block_size, bits=self.table_bits,
+            name="embed" if width == hidden else "embed.lookup")
         if width == hidden:
-            return flat
+            return lookup
         zero, end = (g.constant(f"embed.{n}", np.array([v], np.int64))
                      for n, v in (("start", 0), ("end", hidden)))
-        return g.one("Slice", [flat, zero, end, g.constant("embed.axis", np.array([-1], np.int64))],
+        return g.one("Slice", [lookup, zero, end, g.constant("embed.axis", np.array([-1], np.int64))],
                      name="embed")
 
     def shared_projection(self, g: Graph, x: str, table: str) -> str:
         data, scales, zero_points, (vocab, hidden) = self._parts(table)
-        return self._node(g, x, [data, scales, zero_points], vocab, hidden, self.TABLE_BITS,
+        return self._node(g, x, [data, scales, zero_points], vocab, hidden, self.table_bits,
                           name="lm_head")
 
 
-def writer_for(precision: Any, *, block_size: int = 32,
+def writer_for(precision: Any, *, block_size: int = 32, table_bits: int = 8,
                dtype: type[np.floating] = np.float32) -> LinearWriter:
     """The writer for `precision`, its activations in `dtype` (the caller picks float16 for
     fp16 and CUDA)."""
     from edgelm.types import Precision
 
     if precision is Precision.INT8:
-        return NBitsWriter(8, block_size=block_size, dtype=dtype)
+        return NBitsWriter(8, block_size=block_size, table_bits=table_bits, dtype=dtype)
     if precision is Precision.INT4:
-        return NBitsWriter(4, block_size=block_size, dtype=dtype)
+        return NBitsWriter(4, block_size=block_size, table_bits=table_bits, dtype=dtype)
     return LinearWriter(dtype)

@@ -46,17 +46,24 @@ def checkpoint_key(model_dir: Path) -> str:
 
 def cached_export(model_dir: str | Path, precision: str | Precision,
                   target: str | Target = Target.CPU, *,
-                  step: Callable[[str], None] | None = None) -> Path:
-    """The export of `model_dir` at `precision` for `target`: made once, then reused."""
+                  step: Callable[[str], None] | None = None, block_size: int = 32,
+                  table_bits: int = 8) -> Path:
+    """The export of `model_dir` at `precision` for `target`: made once, then reused.
+
+    `block_size`, `table_bits`: a decoder's quantization options (defaults: the export's).
+    """
     model_dir, precision, target = Path(model_dir), Precision(precision), Target(target)
     key = checkpoint_key(model_dir)
-    out = cache_root() / f"{model_dir.name}-{key}-{precision.value}-{target.value}"
+    options = ("" if block_size == 32 else f"-b{block_size}") + \
+        ("" if table_bits == 8 else f"-t{table_bits}")
+    out = cache_root() / f"{model_dir.name}-{key}-{precision.value}-{target.value}{options}"
     if (out / "edgelm.json").is_file():
         return out
     if step is not None:
         step(f"exporting {precision.value}")
     export = load_export()
     progress = None if step is None else (lambda m: step(f"exporting {precision.value}: {m}"))
-    export.export_model(model_dir, out, export.ExportOptions(precision=precision, target=target,
-                                                             force=True), progress=progress)
+    export.export_model(model_dir, out, export.ExportOptions(
+        precision=precision, target=target, force=True, block_size=block_size,
+        table_bits=table_bits), progress=progress)
     return out
