@@ -59,3 +59,12 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type when empty), for one-line errors."""
     text = str(error).strip()
     return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
+def check_integer(name: str, value: object, low: int, high: int | None = None) -> int:
+    """`value` if it is an int (not a bool) in [low, high], else a one-line ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low \
+            or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ConfigError(f"{name}={value!r} must be an integer {bound}")
+    return value

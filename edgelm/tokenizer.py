@@ -137,12 +137,20 @@ class TextTokenizer:
     def inner(self) -> Tokenizer:
         return self._tokenizer
 
+    def encode(self, texts: Sequence[Text], *, strategy: str = "longest_first",
+               max_length: int | None = None, stride: int = 0) -> list[Encoding]:
+        """Texts and text pairs truncated to `max_length` (the model's by default) as
+        transformers' `strategy`; with `stride`, the overflow comes back as windows
+        overlapping by that many tokens (each encoding's `overflowing`)."""
+        self._tokenizer.enable_truncation(max_length or self.max_length, stride=stride,
+                                          strategy=strategy)
+        return encode(self._tokenizer, texts)
+
     def encode_batch(self, texts: list[Text], *, strategy: str = "longest_first"
                      ) -> EncodedBatch:
         """Texts and text pairs, truncated to max_length as transformers' `strategy`."""
         cut = [_cut_pair(t, self.max_length) for t in texts]
-        self._tokenizer.enable_truncation(self.max_length, strategy=strategy)
-        encodings = encode(self._tokenizer, [t for t, _ in cut])
+        encodings = self.encode([t for t, _ in cut], strategy=strategy)
         truncated = [bool(e.overflowing) or was_cut for e, (_, was_cut) in zip(encodings, cut)]
         return padded(encodings, self.pad_token_id, truncated)
 

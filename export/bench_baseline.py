@@ -25,7 +25,6 @@ MODEL_CLASSES = {
     Task.TEXT_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
     Task.FEATURE_EXTRACTION: transformers.AutoModel,
     Task.TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
-    Task.QUESTION_ANSWERING: transformers.AutoModelForQuestionAnswering,
     Task.TEXT_GENERATION: transformers.AutoModelForCausalLM,
 }
 

@@ -27,33 +27,29 @@ class GraphSignature:
     pooling: str | None
 
 
-class _Logits(torch.nn.Module):
+class _Head(torch.nn.Module):
+    """The model, taking the signature's inputs positionally; subclasses pick its output."""
+
     def __init__(self, model: torch.nn.Module, input_names: list[str]) -> None:
         super().__init__()
         self.model, self.input_names = model, input_names
 
+
+class _Logits(_Head):
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         return self.model(**dict(zip(self.input_names, args))).logits
 
 
-class _SpanLogits(torch.nn.Module):
+class _SpanLogits(_Head):
     """A question-answering head's start and end logits as one [batch, sequence, 2]."""
-
-    def __init__(self, model: torch.nn.Module, input_names: list[str]) -> None:
-        super().__init__()
-        self.model, self.input_names = model, input_names
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         out = self.model(**dict(zip(self.input_names, args)))
         return torch.stack((out.start_logits, out.end_logits), dim=-1)
 
 
-class _MeanPooledEmbedding(torch.nn.Module):
+class _MeanPooledEmbedding(_Head):
     """Mean over the attention mask, then L2 norm, as sentence-transformers does."""
-
-    def __init__(self, model: torch.nn.Module, input_names: list[str]) -> None:
-        super().__init__()
-        self.model, self.input_names = model, input_names
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         inputs = dict(zip(self.input_names, args))
@@ -79,7 +75,7 @@ def signature(checkpoint: Checkpoint) -> GraphSignature:
 
 def wrap(checkpoint: Checkpoint, sig: GraphSignature) -> torch.nn.Module:
     """The module whose forward takes the signature's inputs positionally."""
-    cls: type[torch.nn.Module] = _Logits
+    cls: type[_Head] = _Logits
     if sig.pooling == "mean":
         cls = _MeanPooledEmbedding
     elif checkpoint.task is Task.QUESTION_ANSWERING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from edgelm.errors import ConfigError
+from edgelm.errors import ConfigError, check_integer
 
 TEMPERATURE = (1e-4, 100.0)  # the allowed ranges of the options logits are divided by
 REPETITION_PENALTY = (0.01, 100.0)
@@ -39,11 +39,11 @@ class GenerationConfig:
             object.__setattr__(self, "stop", (self.stop,))
         else:
             object.__setattr__(self, "stop", tuple(self.stop))
-        _int_at_least("max_new_tokens", self.max_new_tokens, 1)
-        _int_at_least("min_new_tokens", self.min_new_tokens, 0)
-        _int_at_least("num_beams", self.num_beams, 1)
-        _int_at_least("num_return_sequences", self.num_return_sequences, 1)
-        _int_at_least("top_k", self.top_k, 0)
+        check_integer("max_new_tokens", self.max_new_tokens, 1)
+        check_integer("min_new_tokens", self.min_new_tokens, 0)
+        check_integer("num_beams", self.num_beams, 1)
+        check_integer("num_return_sequences", self.num_return_sequences, 1)
+        check_integer("top_k", self.top_k, 0)
         # Bounded so that dividing float32 logits by them cannot overflow to inf or NaN.
         _number("temperature", self.temperature, f"in [{TEMPERATURE[0]}, {TEMPERATURE[1]}]",
                 lambda v: TEMPERATURE[0] <= v <= TEMPERATURE[1])
@@ -84,11 +84,6 @@ class GenerationConfig:
         if options.get("temperature") == 0:  # a common way of asking for greedy
             options["temperature"], options["do_sample"] = 1.0, False
         return replace(base or cls(), **options)
-
-
-def _int_at_least(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
 
 
 def _number(name: str, value: Any, allowed: str, ok: Any) -> None:

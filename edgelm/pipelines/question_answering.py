@@ -16,9 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 from tokenizers import Encoding
 
-from edgelm.errors import ConfigError
+from edgelm.errors import ConfigError, check_integer
 from edgelm.limits import LIMITS
 from edgelm.pipelines.base import EncoderPipeline
+from edgelm.pipelines.encoders import softmax
 from edgelm.tokenizer import check_text, encode, padded
 from edgelm.types import Task
 
@@ -47,11 +48,11 @@ class QuestionAnsweringPipeline(EncoderPipeline):
         characters; with `handle_impossible_answer`, the empty answer competes too.
         """
         pairs, single = _pairs(question, context)
-        max_seq_len = min(_integer("max_seq_len", max_seq_len, 8, None),
+        max_seq_len = min(check_integer("max_seq_len", max_seq_len, 8),
                           self.manifest.max_length)
-        doc_stride = min(_integer("doc_stride", doc_stride, 0, None), max_seq_len // 2)
-        _integer("top_k", top_k, 1, 100)
-        _integer("max_answer_len", max_answer_len, 1, None)
+        doc_stride = min(check_integer("doc_stride", doc_stride, 0), max_seq_len // 2)
+        check_integer("top_k", top_k, 1, 100)
+        check_integer("max_answer_len", max_answer_len, 1)
         windows = self._windows(pairs, max_seq_len, doc_stride)
         answers: list[list[dict[str, Any]]] = [[] for _ in pairs]
         null_score = [1e6] * len(pairs)
@@ -78,24 +79,21 @@ class QuestionAnsweringPipeline(EncoderPipeline):
 
     def _windows(self, pairs: list[tuple[str, str]], max_seq_len: int, doc_stride: int
                  ) -> list[_Window]:
-        tokenizer = self.tokenizer.inner
-        specials = tokenizer.num_special_tokens_to_add(True)
-        windows = []
-        for i, (question, context) in enumerate(pairs):
-            asked = len(encode(tokenizer, [question], special_tokens=False)[0].ids)
+        """Every pair's windows, the context cut with the question kept whole in each."""
+        questions = encode(self.tokenizer.inner, [q for q, _ in pairs], special_tokens=False)
+        specials = self.tokenizer.inner.num_special_tokens_to_add(True)
+        for question in questions:
+            asked = len(question.ids)
             room = max_seq_len - specials - asked
-            if room <= max(doc_stride, 0):
+            if room <= doc_stride:
                 raise ConfigError(
                     f"the question has {asked} tokens, which leaves {max(room, 0)} of "
                     f"max_seq_len={max_seq_len} for the context, not more than doc_stride="
                     f"{doc_stride}; shorten the question or lower doc_stride")
-            tokenizer.enable_truncation(max_seq_len, stride=doc_stride, strategy="only_second")
-            try:
-                (first,) = encode(tokenizer, [(question, context)])
-            finally:
-                tokenizer.enable_truncation(self.tokenizer.max_length)
-            windows += [_Window(i, e) for e in (first, *first.overflowing)]
-        return windows
+        firsts = self.tokenizer.encode(pairs, strategy="only_second", max_length=max_seq_len,
+                                       stride=doc_stride)
+        return [_Window(i, e) for i, first in enumerate(firsts)
+                for e in (first, *first.overflowing)]
 
 
 def _best_spans(enc: Encoding, logits: np.ndarray, top_k: int, max_answer_len: int
@@ -105,8 +103,8 @@ def _best_spans(enc: Encoding, logits: np.ndarray, top_k: int, max_answer_len: i
     allowed = np.array([sequence == 1 for sequence in enc.sequence_ids], dtype=bool)
     if enc.special_tokens_mask[0]:  # the leading [CLS] (<s>) stays in the softmax
         allowed |= np.asarray(enc.ids) == enc.ids[0]
-    start = _softmax(np.where(allowed, logits[:n, 0], MASKED))
-    end = _softmax(np.where(allowed, logits[:n, 1], MASKED))
+    start = softmax(np.where(allowed, logits[:n, 0], MASKED))
+    end = softmax(np.where(allowed, logits[:n, 1], MASKED))
     null = float(start[0] * end[0])
     start[0] = end[0] = 0.0
     scores = np.tril(np.triu(np.outer(start, end)), max_answer_len - 1).ravel()
@@ -116,11 +114,6 @@ def _best_spans(enc: Encoding, logits: np.ndarray, top_k: int, max_answer_len: i
     spans = [(int(s), int(e), float(scores[i]))
              for s, e, i in zip(starts[keep], ends[keep], best[keep])]
     return spans, null
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
 
 
 def _characters(enc: Encoding, start: int, end: int, align_to_words: bool) -> tuple[int, int]:
@@ -163,11 +156,3 @@ def _strings(what: str, value: Any) -> list[Any]:
         raise ConfigError(f"{what} must be a string or a non-empty list of strings, "
                           f"got {type(value).__name__}")
     return list(value)
-
-
-def _integer(name: str, value: Any, low: int, high: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low \
-            or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise ConfigError(f"{name}={value!r} must be an integer {bound}")
-    return value

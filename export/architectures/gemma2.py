@@ -17,11 +17,13 @@ class Gemma2Writer(GemmaWriter):
         return float(self.config.query_pre_attn_scalar) ** -0.5
 
     def attention_softcap(self) -> float | None:
-        cap = getattr(self.config, "attn_logit_softcapping", None)
-        return None if cap is None else float(cap)
+        return self._cap("attn_logit_softcapping")
 
     def logit_softcap(self) -> float | None:
-        cap = getattr(self.config, "final_logit_softcapping", None)
+        return self._cap("final_logit_softcapping")
+
+    def _cap(self, name: str) -> float | None:
+        cap = getattr(self.config, name, None)
         return None if cap is None else float(cap)
 
     def block(self, x: str, residual: str, layer: int) -> tuple[str, str]:

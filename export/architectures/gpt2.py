@@ -65,13 +65,19 @@ class GPT2Writer(DecoderWriter):
                           out=self.pad_out(w(attn.c_proj.weight).T),
                           out_bias=w(attn.c_proj.bias))
 
+    @staticmethod
+    def mlp_weight(module: Any) -> np.ndarray:
+        """An MLP projection's weight as [out, in] (GPT-2's Conv1D stores [in, out])."""
+        return w(module.weight).T
+
     def mlp(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
         g, mlp = self.g, self.t.h[layer].mlp
-        up = self.linear.matmul(g, x, w(mlp.c_fc.weight).T, name=f"layers.{layer}.mlp.up")
+        up = self.linear.matmul(g, x, self.mlp_weight(mlp.c_fc), name=f"layers.{layer}.mlp.up")
         bias = g.constant(f"layers.{layer}.mlp.up.bias", w(mlp.c_fc.bias))
         act = self._ACTIVATIONS[self.config.activation_function]
         h = g.one(act, [up, bias], domain="com.microsoft")
-        down = self.linear.matmul(g, h, w(mlp.c_proj.weight).T, name=f"layers.{layer}.mlp.down")
+        down = self.linear.matmul(g, h, self.mlp_weight(mlp.c_proj),
+                                  name=f"layers.{layer}.mlp.down")
         return down, w(mlp.c_proj.bias)
 
 

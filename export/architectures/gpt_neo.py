@@ -4,6 +4,8 @@ scores left unscaled, and local layers that see the last window_size tokens
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgelm.export.architectures.gpt2 import GPT2Writer
@@ -28,14 +30,9 @@ class GPTNeoWriter(GPT2Writer):
             qkv_bias=None, out=self.pad_out(w(attn.out_proj.weight)),
             out_bias=w(attn.out_proj.bias))
 
-    def mlp(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
-        g, mlp = self.g, self.t.h[layer].mlp
-        up = self.linear.matmul(g, x, w(mlp.c_fc.weight), name=f"layers.{layer}.mlp.up")
-        bias = g.constant(f"layers.{layer}.mlp.up.bias", w(mlp.c_fc.bias))
-        act = self._ACTIVATIONS[self.config.activation_function]
-        h = g.one(act, [up, bias], domain="com.microsoft")
-        down = self.linear.matmul(g, h, w(mlp.c_proj.weight), name=f"layers.{layer}.mlp.down")
-        return down, w(mlp.c_proj.bias)
+    @staticmethod
+    def mlp_weight(module: Any) -> np.ndarray:
+        return w(module.weight)  # nn.Linear: already [out, in]
 
 
 FAMILY = register(Family(name="gpt-neo", model_types=("gpt_neo",), decoder=GPTNeoWriter))
