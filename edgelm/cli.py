@@ -177,6 +177,7 @@ def run(folder: Path, texts: tuple[str, ...], top_k: int, context: str | None, d
     from edgelm.pipelines import (
         Pipeline,
         QuestionAnsweringPipeline,
+        Text2TextGenerationPipeline,
         TextClassificationPipeline,
         TextGenerationPipeline,
     )
@@ -188,7 +189,7 @@ def run(folder: Path, texts: tuple[str, ...], top_k: int, context: str | None, d
     if isinstance(pipe, QuestionAnsweringPipeline):
         assert context is not None
         results: Any = pipe(question=list(texts), context=context, top_k=top_k)
-    elif isinstance(pipe, TextGenerationPipeline):
+    elif isinstance(pipe, (TextGenerationPipeline, Text2TextGenerationPipeline)):
         results = [r[0]["generated_text"] for r in pipe(list(texts))]
     elif isinstance(pipe, TextClassificationPipeline):
         results = pipe(list(texts), top_k=top_k)
@@ -253,15 +254,20 @@ def _check_json(ctx: click.Context, stream: bool, as_json: bool) -> bool:
     return stream and not as_json
 
 
-def _generation_pipeline(folder: Path, values: dict[str, Any]) -> Any:
-    """The folder's TextGenerationPipeline; another task is refused before any loading."""
-    from edgelm.pipelines import TextGenerationPipeline
+def _generation_pipeline(folder: Path, values: dict[str, Any], *, seq2seq: bool = True
+                         ) -> Any:
+    """The folder's TextGenerationPipeline (or, with seq2seq, its encoder-decoder's
+    Text2TextGenerationPipeline); another task is refused before any loading."""
+    from edgelm.pipelines import Text2TextGenerationPipeline, TextGenerationPipeline
 
     task = read_manifest(folder, verify=False).task
-    if task is not Task.TEXT_GENERATION:
+    kinds = {Task.TEXT_GENERATION: TextGenerationPipeline}
+    if seq2seq:
+        kinds[Task.TEXT2TEXT_GENERATION] = Text2TextGenerationPipeline
+    if task not in kinds:
         raise ConfigError(f"{folder} holds a {task.value} model; use `edgelm run`")
-    return TextGenerationPipeline(folder, device=values["device"], threads=values["threads"],
-                                  trust_folder=values["trust_folder"])
+    return kinds[task](folder, device=values["device"], threads=values["threads"],
+                       trust_folder=values["trust_folder"])
 
 
 @main.command(short_help="Continue a prompt with a text-generation folder.")
@@ -271,7 +277,8 @@ def _generation_pipeline(folder: Path, values: dict[str, Any]) -> Any:
 @click.pass_context
 def generate(ctx: click.Context, folder: Path, prompt: str, stream: bool, as_json: bool,
              **values: Any) -> None:
-    """Continue PROMPT with the text-generation model in FOLDER.
+    """Continue PROMPT with the text-generation model in FOLDER, or, for an
+    encoder-decoder (T5, BART, Marian), summarize or translate it.
 
     Prints the whole text when it is done; --stream prints it as tokens are decoded,
     --json prints the results as JSON.
@@ -280,7 +287,8 @@ def generate(ctx: click.Context, folder: Path, prompt: str, stream: bool, as_jso
     pipe = _generation_pipeline(folder, values)
     options = _options(values)
     if stream:
-        click.echo(prompt, nl=False)
+        if pipe.task is Task.TEXT_GENERATION:
+            click.echo(prompt, nl=False)
         for piece in pipe.stream(prompt, **options):
             click.echo(piece, nl=False)
         click.echo()
@@ -306,7 +314,7 @@ def chat(ctx: click.Context, folder: Path, system: str | None, stream: bool, as_
     on its own line of stdout (the "you>" prompt goes to stderr).
     """
     stream = _check_json(ctx, stream, as_json)
-    pipe = _generation_pipeline(folder, values)
+    pipe = _generation_pipeline(folder, values, seq2seq=False)
     options = _options(values)
     messages = [{"role": "system", "content": system}] if system else []
     while (line := _read_turn(prompt_to_stderr=as_json)) is not None:

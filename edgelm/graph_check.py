@@ -21,7 +21,7 @@ ENCODER_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
 FLOATS = {"tensor(float)", "tensor(float16)"}
 DECODER_TYPES = {"input_ids": "tensor(int64)", "position_ids": "tensor(int64)",
                  "seqlens_k": "tensor(int32)", "total_sequence_length": "tensor(int32)",
-                 "logits_at": "tensor(int64)"}
+                 "logits_at": "tensor(int64)", "encoder_attention_mask": "tensor(int32)"}
 HEAD_RANK = {Task.TEXT_CLASSIFICATION: 2, Task.TOKEN_CLASSIFICATION: 3,
              Task.QUESTION_ANSWERING: 3,
              Task.FEATURE_EXTRACTION: 2}
@@ -55,7 +55,7 @@ def check_graph(manifest: Manifest, session: Any, facts: GraphFacts, *, vocab: i
     problems = _names(manifest, inputs, outputs)
     if not problems:
         if manifest.decoder is not None:
-            problems += _decoder(manifest.decoder, inputs, outputs)
+            problems += _decoder(manifest.decoder, inputs, outputs, manifest.seq2seq is not None)
         else:
             problems += _encoder(manifest, inputs, outputs[manifest.outputs[0]])
     problems += _vocabulary(manifest, facts, vocab)
@@ -72,9 +72,13 @@ def _names(manifest: Manifest, inputs: dict[str, Port], outputs: dict[str, Port]
     if missing:
         problems.append(f"outputs names {missing}, which the graph lacks (it has "
                         f"{sorted(outputs)})")
-    if (manifest.task is Task.TEXT_GENERATION) != (manifest.decoder is not None):
+    generates = manifest.task in (Task.TEXT_GENERATION, Task.TEXT2TEXT_GENERATION)
+    if generates != (manifest.decoder is not None):
         problems.append(f"task={manifest.task.value} needs a decoder section exactly when "
-                        "it is text-generation")
+                        "it generates text")
+    if (manifest.task is Task.TEXT2TEXT_GENERATION) != (manifest.seq2seq is not None):
+        problems.append(f"task={manifest.task.value} needs a seq2seq section exactly when "
+                        "it is text2text-generation")
     return problems
 
 
@@ -107,12 +111,14 @@ def cache_names(info: DecoderInfo, prefix: str) -> list[str]:
             for kind in ("key", "value")]
 
 
-def _decoder(info: DecoderInfo, inputs: dict[str, Port], outputs: dict[str, Port]
-             ) -> list[str]:
+def _decoder(info: DecoderInfo, inputs: dict[str, Port], outputs: dict[str, Port],
+             seq2seq: bool = False) -> list[str]:
     problems = []
     wanted = {"input_ids", "seqlens_k", "total_sequence_length",
               *cache_names(info, "past_key_values")} | ({"position_ids"} if info.position_ids
                                                         else set())
+    if seq2seq:  # the encoder's outputs and the source mask
+        wanted |= {"encoder_attention_mask", *cache_names(info, "cross")}
     missing, extra = sorted(wanted - set(inputs)), sorted(set(inputs) - wanted - {"logits_at"})
     if missing or extra:
         problems.append(f"decoder (num_layers={info.num_layers}, position_ids="

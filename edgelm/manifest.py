@@ -170,6 +170,33 @@ class DecoderInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Seq2SeqInfo:
+    """An encoder-decoder's encoder graph and how decoding starts (export/seq2seq_graph.py).
+
+    The decoder graph is the manifest's model_file, described by its decoder section.
+    """
+
+    encoder_file: str
+    decoder_start_token_id: int
+    cross_heads: int
+    cross_head_size: int  # of cross.N.key/value, [batch, cross_heads, source, size]
+    max_source_positions: int
+    forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        check = _Fields(self, "seq2seq")
+        check.path("encoder_file")
+        check.integer("decoder_start_token_id", 0, BIG - 1)
+        check.integer("cross_heads", 1, 4096)
+        check.integer("cross_head_size", 1, 4096)
+        check.integer("max_source_positions", 1, BIG - 1)
+        check.integer("forced_bos_token_id", 0, BIG - 1, optional=True)
+        check.integer("forced_eos_token_id", 0, BIG - 1, optional=True)
+        check.done()
+
+
+@dataclass(frozen=True, kw_only=True)
 class MobileInfo:
     """--target mobile: the ORT-format model and the operators it needs."""
 
@@ -209,6 +236,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     source_sha256: str = ""
     decoder: DecoderInfo | None = None
+    seq2seq: Seq2SeqInfo | None = None
     mobile: MobileInfo | None = None
 
     def __post_init__(self) -> None:
@@ -236,8 +264,7 @@ class Manifest:
         if self.source_sha256 and not (isinstance(self.source_sha256, str)
                                        and SHA256.fullmatch(self.source_sha256)):
             check.bad("source_sha256", self.source_sha256, "64 lowercase hex digits")
-        for name, section in (("validation", Validation), ("decoder", DecoderInfo),
-                              ("mobile", MobileInfo)):
+        for name, section in SECTIONS:
             value = getattr(self, name)
             if value is not None and not isinstance(value, section):
                 check.bad(name, value, f"an object ({section.__name__}) or null")
@@ -266,11 +293,14 @@ class Manifest:
         if not isinstance(data, dict):
             raise ModelFolderError(f"the manifest must be a JSON object, not {type(data).__name__}")
         data = _known(cls, data, "")
-        for name, kind in (("validation", Validation), ("decoder", DecoderInfo),
-                           ("mobile", MobileInfo)):
+        for name, kind in SECTIONS:
             if isinstance(data.get(name), dict):
                 data[name] = kind(**_known(kind, data[name], f"{name}."))
         return cls(**data)
+
+
+SECTIONS = (("validation", Validation), ("decoder", DecoderInfo), ("seq2seq", Seq2SeqInfo),
+            ("mobile", MobileInfo))
 
 
 def _known(cls: type[Any], data: dict[str, Any], prefix: str) -> dict[str, Any]:

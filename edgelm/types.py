@@ -32,6 +32,12 @@ class Task(Choice):
     TOKEN_CLASSIFICATION = "token-classification"
     QUESTION_ANSWERING = "question-answering"
     TEXT_GENERATION = "text-generation"
+    TEXT2TEXT_GENERATION = "text2text-generation"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Task | None:
+        """transformers' names for the same encoder-decoder task."""
+        return cls.TEXT2TEXT_GENERATION if value in ("summarization", "translation") else None
 
 
 class ScoreFunction(Choice):

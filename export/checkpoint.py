@@ -21,6 +21,7 @@ _AUTO_CLASS = {
     Task.QUESTION_ANSWERING: "AutoModelForQuestionAnswering",
     Task.FEATURE_EXTRACTION: "AutoModel",
     Task.TEXT_GENERATION: "AutoModelForCausalLM",
+    Task.TEXT2TEXT_GENERATION: "AutoModelForSeq2SeqLM",
 }
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -128,6 +128,27 @@ class AttentionWeights:
     out_bias: np.ndarray | None
 
 
+def write_norm(g: GraphWriter, ops: tuple[str, str], x: str, skip: str | None,
+               weight: np.ndarray, beta: np.ndarray | None, epsilon: float,
+               bias: np.ndarray | None = None) -> tuple[str, str]:
+    """Normalize x (+ skip + bias when given) with ops = (plain, with residual); returns
+    the output and the residual sum."""
+    name = f"norm{len(g.nodes)}"
+    params = [g.constant(f"{name}.weight", weight)]
+    if beta is not None:
+        params.append(g.constant(f"{name}.bias", beta))
+    plain, with_skip = ops
+    if skip is None:
+        return g.one(plain, [x, *params], epsilon=epsilon, axis=-1, stash_type=1), x
+    inputs = [x, skip, *params]
+    if bias is not None:
+        inputs.append(g.constant(f"{name}.skip_bias", bias))
+    out, total = f"{name}/out", f"{name}/sum"  # mean and inv_std are not asked for (CUDA)
+    g.nodes.append(helper.make_node(with_skip, inputs, [out, "", "", total], name=name,
+                                    domain="com.microsoft", epsilon=epsilon))
+    return out, total
+
+
 class DecoderWriter:
     """Writes the graph of one decoder family; subclasses read its weights."""
 
@@ -145,7 +166,6 @@ class DecoderWriter:
         self.rotary_dim = self.head_size  # dimensions of a head that rotary turns
         self.vocab = int(config.vocab_size)
         self.layers = int(config.num_hidden_layers)
-        self._norm_count = 0
         if self.num_heads % self.kv_heads:
             raise UnsupportedModelError(
                 f"num_attention_heads={self.num_heads} is not a multiple of "
@@ -287,22 +307,9 @@ class DecoderWriter:
     def norm(self, x: str, skip: str | None, module: Any, bias: np.ndarray | None = None
              ) -> tuple[str, str]:
         """Normalize x (+ skip + bias when given); returns the output and the residual sum."""
-        g = self.g
-        self._norm_count += 1
-        name = f"norm{self._norm_count}"
-        params = [g.constant(f"{name}.weight", self.norm_weight(module))]
-        if self.norm_has_beta:
-            params.append(g.constant(f"{name}.bias", np_weight(module.bias)))
-        plain, with_skip = self.NORM_OPS
-        if skip is None:
-            return g.one(plain, [x, *params], epsilon=self.epsilon, axis=-1, stash_type=1), x
-        inputs = [x, skip, *params]
-        if bias is not None:
-            inputs.append(g.constant(f"{name}.skip_bias", bias))
-        out, total = f"{name}/out", f"{name}/sum"  # mean and inv_std are not asked for (CUDA)
-        g.nodes.append(helper.make_node(with_skip, inputs, [out, "", "", total], name=name,
-                                        domain="com.microsoft", epsilon=self.epsilon))
-        return out, total
+        beta = np_weight(module.bias) if self.norm_has_beta else None
+        return write_norm(self.g, self.NORM_OPS, x, skip, self.norm_weight(module), beta,
+                          self.epsilon, bias)
 
     def attention(self, x: str, layer: int) -> tuple[str, np.ndarray | None]:
         """The attention block's output before its bias, and the bias."""

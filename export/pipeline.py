@@ -24,6 +24,7 @@ from edgelm.export.encoder_export import EncoderExport
 from edgelm.export.folder import write_manifest
 from edgelm.export.optimize import KeepFloat
 from edgelm.export.quantize_weights import check_block_size
+from edgelm.export.seq2seq_export import Seq2SeqExport
 from edgelm.export.tokenizer_files import write_tokenizer
 from edgelm.manifest import Manifest
 from edgelm.types import Precision, Target, Task
@@ -73,7 +74,7 @@ def export_model(
     check_folder(model_dir, trust_pickle=options.trust_pickle)
     found = identify(model_dir, options.task)  # refused here, before torch loads anything
     precision = cast(Precision, options.precision)  # never None after __post_init__
-    kind = precisions.DECODER if found.family.decoder else precisions.ENCODER
+    kind = precisions.ENCODER if found.family.encoder else precisions.DECODER
     precisions.check(kind, precision, options.target, bool(options.keep_float))
     check_target(output, force=options.force)
     step(f"loading {model_dir}")
@@ -87,8 +88,11 @@ def export_model(
 
 def _build(checkpoint: Checkpoint, options: ExportOptions, precision: Precision,
            staging: Path, work: Path, step: Progress) -> Manifest:
-    export: EncoderExport | DecoderExport
-    if checkpoint.family.decoder is not None:
+    export: EncoderExport | DecoderExport | Seq2SeqExport
+    if checkpoint.family.seq2seq is not None:
+        export = Seq2SeqExport(checkpoint, precision, options.target, staging,
+                               block_size=options.block_size, table_bits=options.table_bits)
+    elif checkpoint.family.decoder is not None:
         export = DecoderExport(checkpoint, precision, options.target, staging,
                                block_size=options.block_size, table_bits=options.table_bits)
     else:

@@ -8,7 +8,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.fixtures import DECODERS, ENCODERS, build_decoder, build_encoder  # noqa: E402
+from tests.fixtures import (  # noqa: E402
+    DECODERS,
+    ENCODERS,
+    SEQ2SEQ,
+    build_decoder,
+    build_encoder,
+    build_seq2seq,
+)
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +24,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("checkpoints")
     built = {name: build_encoder(name, root / name) for name in ENCODERS}
     built.update({name: build_decoder(name, root / name) for name in DECODERS})
+    built.update({name: build_seq2seq(name, root / name) for name in SEQ2SEQ})
     return built
 
 

@@ -277,3 +277,69 @@ def agreement(sequence: list[int], prompt_length: int, logits: np.ndarray) -> tu
     predicted = logits[prompt_length - 1 : -1].argmax(-1)
     return int((predicted == np.array(sequence[prompt_length:])).sum()), \
         len(sequence) - prompt_length
+
+
+def seq2seq_tokenizer() -> Tokenizer:
+    """A byte-level BPE tokenizer that ends every source with </s>, as T5's and Marian's do:
+    <pad> 0, </s> 1, <unk> 2, <s> 3."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>", "<s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
+                                                       special_tokens=[("</s>", 1)])
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+_S2S_IDS = dict(pad_token_id=0, eos_token_id=1, bos_token_id=3)
+# name -> (transformers model class, config keywords). Odd shapes: T5's relative buckets
+# saturate within the test sources (max_distance 10), v1.1's inner width differs from
+# d_model, Marian's heads (20) are padded to 32 for GroupQueryAttention.
+SEQ2SEQ: dict[str, tuple[str, dict]] = {
+    "t5": ("T5ForConditionalGeneration", dict(
+        d_model=48, d_kv=12, d_ff=96, num_layers=3, num_decoder_layers=3, num_heads=4,
+        feed_forward_proj="relu", relative_attention_num_buckets=8,
+        relative_attention_max_distance=10, decoder_start_token_id=0)),
+    "t5-v1_1": ("T5ForConditionalGeneration", dict(
+        d_model=40, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=3,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        relative_attention_num_buckets=8, relative_attention_max_distance=10,
+        decoder_start_token_id=0)),
+    "bart": ("BartForConditionalGeneration", dict(
+        d_model=48, encoder_layers=1, decoder_layers=3, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=96, decoder_ffn_dim=96,
+        max_position_embeddings=128, decoder_start_token_id=1, forced_eos_token_id=1,
+        init_std=0.3)),
+    "marian": ("MarianMTModel", dict(
+        d_model=40, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_position_embeddings=128, activation_function="swish", scale_embedding=True,
+        decoder_start_token_id=0, forced_eos_token_id=1, init_std=0.3)),
+}
+SEQ2SEQ_SOURCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Edge devices run",
+    "Café déjà vu: naïve résumé, coöperate! 東京は日本の首都です。",
+]
+
+
+def build_seq2seq(name: str, folder: Path, seed: int = 0) -> Path:
+    """Save a random-init encoder-decoder `name` (a key of SEQ2SEQ) with its tokenizer;
+    its eos row doubled so that sequences end at different lengths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = seq2seq_tokenizer()
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        bos_token="<s>", model_max_length=128).save_pretrained(folder)
+    torch.manual_seed(seed)
+    model_class = getattr(transformers, SEQ2SEQ[name][0])
+    config = model_class.config_class(vocab_size=tok.get_vocab_size(),
+                                      architectures=[SEQ2SEQ[name][0]],
+                                      **_S2S_IDS, **SEQ2SEQ[name][1])
+    model = model_class(config)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[1] *= 2.0
+    model.eval().save_pretrained(folder)
+    return folder

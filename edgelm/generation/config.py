@@ -33,6 +33,10 @@ class GenerationConfig:
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
     return_full_text: bool = True
+    # Tokens forced first / last (at max_new_tokens), as transformers' ForcedBOS/EOS
+    # processors; encoder-decoder folders default them from the checkpoint (BART, Marian).
+    forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -66,6 +70,9 @@ class GenerationConfig:
                               "use num_beams=1 with do_sample=True, or do_sample=False")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise ConfigError(f"stop={self.stop!r} must be non-empty strings")
+        for name in ("forced_bos_token_id", "forced_eos_token_id"):
+            if getattr(self, name) is not None:
+                check_integer(name, getattr(self, name), 0)
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
 

@@ -8,7 +8,7 @@ max_new_tokens). Rows are right-padded, so row b's tokens sit at positions
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
@@ -25,6 +25,14 @@ class DecodeState:
 
     cache: KVCache
     lengths: np.ndarray  # int32 [rows]: tokens in the cache
+    # Per-row inputs that never change while decoding (an encoder-decoder's cross-attention
+    # keys and values and source mask): fed on every call, rows selected with the cache.
+    memory: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def select(self, rows: np.ndarray) -> DecodeState:
+        """The state whose row i is this state's row rows[i] (beam expansion)."""
+        return DecodeState(self.cache.select(rows), self.lengths[rows],
+                           {k: np.ascontiguousarray(v[rows]) for k, v in self.memory.items()})
 
 
 class DecoderRunner:
@@ -33,6 +41,7 @@ class DecoderRunner:
     def __init__(self, session: ort.InferenceSession, info: DecoderInfo) -> None:
         self.session, self.info = session, info
         self.gather: RowGather | None = None  # set: the cache lives on the session's GPU
+        self.memory: dict[str, np.ndarray] = {}  # per-row inputs of the next prefill
         inputs = {i.name: i.type for i in session.get_inputs()}
         self._logits_at = "logits_at" in inputs  # folders exported before it compute all
         self.dtype = np.float16 if inputs["past_key_values.0.key"] == "tensor(float16)" \
@@ -76,7 +85,8 @@ class DecoderRunner:
         for row, p in enumerate(prompts):
             ids[row, : len(p)] = p
         lengths = np.array([len(p) for p in prompts], dtype=np.int32)
-        state = DecodeState(cache=self.new_cache(len(prompts), capacity), lengths=lengths)
+        state = DecodeState(cache=self.new_cache(len(prompts), capacity), lengths=lengths,
+                            memory=self.memory)
         positions = np.broadcast_to(np.arange(width, dtype=np.int64), ids.shape)
         at = positions if every_position else (lengths - 1).astype(np.int64)[:, None]
         logits = self._run(state, ids, positions, lengths - 1, width, at)
@@ -104,6 +114,8 @@ class DecoderRunner:
         io.bind_cpu_input("total_sequence_length", np.array(total, dtype=np.int32))
         if self._logits_at:
             io.bind_cpu_input("logits_at", np.ascontiguousarray(at))
+        for name, array in state.memory.items():
+            io.bind_cpu_input(name, array)
         io.bind_output("logits")  # first: get_outputs() keeps the binding order
         for name, value in state.cache.values.items():
             io.bind_ortvalue_input(f"past_key_values.{name}", value)

@@ -84,7 +84,7 @@ def beam_search(
     top_mask = np.arange(keep) < beams
     last, state = runner.prefill(prompts, capacity(prompts, config), pad_id=pad_id)
     rows = np.repeat(np.arange(batch), beams)
-    state.cache, state.lengths = state.cache.select(rows), state.lengths[rows]
+    state = state.select(rows)
     last = last[rows]
 
     running = np.zeros((batch, beams, steps), dtype=np.int64)

@@ -8,6 +8,7 @@ from edgelm.pipelines.encoders import (
 )
 from edgelm.pipelines.generation import TextGenerationPipeline
 from edgelm.pipelines.question_answering import QuestionAnsweringPipeline
+from edgelm.pipelines.text2text import Text2TextGenerationPipeline
 
 __all__ = [
     "Pipeline",
@@ -16,4 +17,5 @@ __all__ = [
     "TokenClassificationPipeline",
     "QuestionAnsweringPipeline",
     "TextGenerationPipeline",
+    "Text2TextGenerationPipeline",
 ]

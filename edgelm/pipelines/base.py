@@ -88,6 +88,7 @@ class Pipeline:
         self.device = resolve_device(device)
         model_path, self._facts = self.files.graph(self.manifest.model_file)
         self.session = create_session(model_path, device=self.device, threads=threads)
+        self._threads = threads
         self.batch_size = batch_size
         self._input_names = [i.name for i in self.session.get_inputs()]
 

@@ -6,6 +6,7 @@ transformers, so a checkpoint is identified (or refused) from its config.json at
 
 from edgelm.export.architectures import (  # noqa: F401  (each registers its family)
     albert,
+    bart,
     bert,
     deberta,
     distilbert,
@@ -17,6 +18,7 @@ from edgelm.export.architectures import (  # noqa: F401  (each registers its fam
     gpt_neo,
     gpt_neox,
     llama,
+    marian,
     mistral,
     modernbert,
     mpnet,
@@ -25,11 +27,13 @@ from edgelm.export.architectures import (  # noqa: F401  (each registers its fam
     qwen2,
     qwen3,
     roberta,
+    t5,
 )
 from edgelm.export.architectures.registry import (
     DECODER_TASKS,
     ENCODER_TASKS,
     FAMILIES,
+    SEQ2SEQ_TASKS,
     EncoderRecipe,
     Family,
     Identified,
@@ -39,5 +43,5 @@ from edgelm.export.architectures.registry import (
     named_task,
 )
 
-__all__ = ["DECODER_TASKS", "ENCODER_TASKS", "FAMILIES", "EncoderRecipe", "Family",
+__all__ = ["DECODER_TASKS", "ENCODER_TASKS", "FAMILIES", "SEQ2SEQ_TASKS", "EncoderRecipe", "Family",
            "Identified", "check_task", "family_for", "identify", "named_task"]

@@ -18,10 +18,12 @@ from edgelm.types import Task
 
 if TYPE_CHECKING:
     from edgelm.export.decoder_graph import DecoderWriter
+    from edgelm.export.seq2seq_graph import Seq2SeqWriter
 
 ENCODER_TASKS = (Task.TEXT_CLASSIFICATION, Task.FEATURE_EXTRACTION, Task.TOKEN_CLASSIFICATION,
                  Task.QUESTION_ANSWERING)
 DECODER_TASKS = (Task.TEXT_GENERATION,)
+SEQ2SEQ_TASKS = (Task.TEXT2TEXT_GENERATION,)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,14 +48,16 @@ class Family:
     tolerance: float = 1e-4  # max |logit| difference allowed for fp32
     encoder: EncoderRecipe | None = None
     decoder: type[DecoderWriter] | None = None
+    seq2seq: type[Seq2SeqWriter] | None = None  # encoder-decoders (T5, BART, Marian)
     tasks: tuple[Task, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if (self.encoder is None) == (self.decoder is None):
-            raise TypeError(f"family {self.name}: give exactly one of encoder= and decoder=")
+        if [self.encoder, self.decoder, self.seq2seq].count(None) != 2:
+            raise TypeError(f"family {self.name}: give exactly one of encoder=, decoder= "
+                            "and seq2seq=")
         if not self.tasks:
-            object.__setattr__(self, "tasks",
-                               DECODER_TASKS if self.decoder else ENCODER_TASKS)
+            object.__setattr__(self, "tasks", DECODER_TASKS if self.decoder else
+                               SEQ2SEQ_TASKS if self.seq2seq else ENCODER_TASKS)
 
     def max_length(self, config: Any) -> int:
         offset = self.encoder.position_offset if self.encoder else 0
@@ -87,6 +91,8 @@ _TASK_BY_SUFFIX = (
     ("ForQuestionAnswering", Task.QUESTION_ANSWERING),
     ("ForCausalLM", Task.TEXT_GENERATION),
     ("LMHeadModel", Task.TEXT_GENERATION),
+    ("ForConditionalGeneration", Task.TEXT2TEXT_GENERATION),
+    ("MTModel", Task.TEXT2TEXT_GENERATION),  # MarianMTModel
 )
 
 
@@ -98,7 +104,8 @@ def named_task(architectures: list[str] | None) -> Task:
                 return task
     heads = [a for a in architectures or [] if "For" in a]
     if heads:
-        supported = ", ".join(t.value for t in (*ENCODER_TASKS, *DECODER_TASKS))
+        supported = ", ".join(t.value for t in (*ENCODER_TASKS, *DECODER_TASKS,
+                                                *SEQ2SEQ_TASKS))
         raise UnsupportedModelError(
             f"{heads[0]}'s head is not supported (supported tasks: {supported}); pass "
             "--task feature-extraction to export the model's body without its head")
