@@ -258,10 +258,10 @@ def _generation_pipeline(folder: Path, values: dict[str, Any], *, seq2seq: bool 
                          ) -> Any:
     """The folder's TextGenerationPipeline (or, with seq2seq, its encoder-decoder's
     Text2TextGenerationPipeline); another task is refused before any loading."""
-    from edgelm.pipelines import Text2TextGenerationPipeline, TextGenerationPipeline
+    from edgelm.pipelines import Pipeline, Text2TextGenerationPipeline, TextGenerationPipeline
 
     task = read_manifest(folder, verify=False).task
-    kinds = {Task.TEXT_GENERATION: TextGenerationPipeline}
+    kinds: dict[Task, type[Pipeline]] = {Task.TEXT_GENERATION: TextGenerationPipeline}
     if seq2seq:
         kinds[Task.TEXT2TEXT_GENERATION] = Text2TextGenerationPipeline
     if task not in kinds:

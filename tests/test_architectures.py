@@ -8,18 +8,21 @@ import subprocess
 import sys
 
 import pytest
+import transformers
 
 import edgelm
 from edgelm.export.architectures import FAMILIES, EncoderRecipe, Family, identify, named_task
 from edgelm.types import Task
-from tests.fixtures import DECODERS, ENCODERS, decoder_config, encoder_config
+from tests.fixtures import DECODERS, ENCODERS, SEQ2SEQ, decoder_config, encoder_config
 
 
 def test_every_registered_family_has_a_fixture():
     """A family without a fixture would have no parity test: the fixtures' tables feed
-    test_generation_parity (decoders) and test_export_encoders (encoders)."""
+    test_generation_parity (decoders), test_export_encoders (encoders) and test_seq2seq."""
     covered = {FAMILIES[encoder_config(name, 300).model_type].name for name in ENCODERS}
     covered |= {FAMILIES[decoder_config(name, 400).model_type].name for name in DECODERS}
+    covered |= {FAMILIES[getattr(transformers, model_class).config_class.model_type].name
+                for model_class, _ in SEQ2SEQ.values()}
     assert covered == {family.name for family in FAMILIES.values()}
 
 
@@ -54,7 +57,8 @@ def test_a_bare_body_is_feature_extraction():
 
 
 def test_unsupported_architecture_is_refused_before_torch_is_imported(tmp_path):
-    folder = _checkpoint(tmp_path, model_type="t5", architectures=["T5ForConditionalGeneration"])
+    folder = _checkpoint(tmp_path, model_type="pegasus",
+                         architectures=["PegasusForConditionalGeneration"])
     code = (
         "import sys, edgelm\n"
         "from edgelm.cli import main\n"
@@ -65,7 +69,7 @@ def test_unsupported_architecture_is_refused_before_torch_is_imported(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert run.stdout.split() == ["False", "False", "1"], run.stdout + run.stderr
-    assert "architecture 't5' is not supported; supported: albert, bert" in run.stderr
+    assert "architecture 'pegasus' is not supported; supported: albert, bart, bert" in run.stderr
     assert not (tmp_path / "out").exists()
 
 

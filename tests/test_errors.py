@@ -20,9 +20,10 @@ def folder_copy(exported, tmp_path):
 
 
 def test_unsupported_architecture_lists_supported(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "pegasus"}))
     (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(UnsupportedModelError, match="'t5' is not supported; supported: .*bert"):
+    with pytest.raises(UnsupportedModelError,
+                       match="'pegasus' is not supported; supported: .*bert"):
         export_model(tmp_path, tmp_path / "out")
 
 

@@ -52,7 +52,7 @@ def _set(path: str, value):
     ("labels", [1, 2, 3], r"labels=\[1, 2, 3\] must be a list of at most \d+ strings"),
     ("inputs", ["input_ids", "input_ids"], r"inputs=.* must be unique names"),
     ("outputs", [], r"outputs=\[\] must be a non-empty list"),
-    ("task", "summarization", r"task='summarization' must be one of text-classification"),
+    ("task", "summarize", r"task='summarize' must be one of text-classification"),
     ("precision", 8, r"precision=8 must be one of fp32"),
     ("files", {"model.onnx": "not-a-digest"}, r"files=.* must be an object of relative paths"),
     ("files", ["model.onnx"], r"files=.* must be an object"),
