@@ -74,7 +74,8 @@ def export_model(
     check_folder(model_dir, trust_pickle=options.trust_pickle)
     found = identify(model_dir, options.task)  # refused here, before torch loads anything
     precision = cast(Precision, options.precision)  # never None after __post_init__
-    kind = precisions.ENCODER if found.family.encoder else precisions.DECODER
+    kind = precisions.ENCODER if found.family.encoder else \
+        precisions.SEQ2SEQ if found.family.seq2seq else precisions.DECODER
     precisions.check(kind, precision, options.target, bool(options.keep_float))
     check_target(output, force=options.force)
     step(f"loading {model_dir}")

@@ -26,7 +26,9 @@ class Rule:
     keep_float: bool = False  # whether --keep-float applies
 
 
-ENCODER, DECODER = "encoder", "decoder"
+ENCODER, DECODER, SEQ2SEQ = "encoder", "decoder", "seq2seq"
+_SEQ2SEQ_HALF = ("fp16 encoder-decoders (and --target cuda) are not built yet: their "
+                 "attention would be validated on a GPU; use fp32, int8 or int4 on the CPU")
 
 TABLE: dict[tuple[str, Precision], Rule] = {
     (ENCODER, Precision.FP32): Rule("float32"),
@@ -41,6 +43,10 @@ TABLE: dict[tuple[str, Precision], Rule] = {
     (DECODER, Precision.FP16): Rule("float16"),
     (DECODER, Precision.INT8): Rule("int8 blocks (MatMulNBits), activations float"),
     (DECODER, Precision.INT4): Rule("int4 blocks (MatMulNBits), activations float"),
+    (SEQ2SEQ, Precision.FP32): Rule("float32"),
+    (SEQ2SEQ, Precision.FP16): Rule("", refused=_SEQ2SEQ_HALF),
+    (SEQ2SEQ, Precision.INT8): Rule("int8 blocks (MatMulNBits), activations float"),
+    (SEQ2SEQ, Precision.INT4): Rule("int4 blocks (MatMulNBits), activations float"),
 }
 
 
@@ -49,6 +55,8 @@ def check(kind: str, precision: Precision, target: Target, keep_float: bool) -> 
     rule = TABLE[kind, precision]
     if rule.refused:
         raise ConfigError(rule.refused)
+    if kind == SEQ2SEQ and target is Target.CUDA:
+        raise ConfigError(_SEQ2SEQ_HALF)
     if keep_float and not rule.keep_float:
         raise ConfigError(f"--keep-float applies to int8 encoders; drop it for {kind}s "
                           f"at {precision.value}")

@@ -172,3 +172,20 @@ def test_summarization_and_translation_name_the_task(checkpoints, tmp_path):
                             ExportOptions(precision="fp32", task="translation"))
     assert manifest.task is Task.TEXT2TEXT_GENERATION
     assert np.isfinite(manifest.validation.max_abs_diff)
+
+
+def test_fp16_and_cuda_are_refused_before_loading(checkpoints, tmp_path):
+    from edgelm.export import ExportOptions, export_model
+
+    for options in (dict(precision="fp16"), dict(target="cuda")):
+        with pytest.raises(ConfigError, match="fp16 encoder-decoders"):
+            export_model(checkpoints["t5"], tmp_path / "out", ExportOptions(**options))
+        assert not (tmp_path / "out").exists()
+
+
+def test_bench_and_serve_refuse_encoder_decoders_in_one_line(exported):
+    from edgelm.serve.models import _serve
+
+    pipe = edgelm.Pipeline(exported("t5"))
+    with pytest.raises(ConfigError, match="text2text-generation model, which edgelm serve"):
+        _serve("t5", pipe, None, None)

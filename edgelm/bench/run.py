@@ -212,6 +212,9 @@ def run_bench(model_dir: str | Path, options: BenchOptions = BenchOptions(), *,
     if task is Task.QUESTION_ANSWERING:
         raise ConfigError("edgelm bench does not measure question-answering models yet; "
                           "time edgelm.Pipeline(folder)(question=..., context=...) directly")
+    if task is Task.TEXT2TEXT_GENERATION:
+        raise ConfigError("edgelm bench does not measure encoder-decoders yet; "
+                          "see benchmarks/seq2seq_decode.py")
     _check_lengths(task, options, manifest.max_length)
     report = BenchReport(model=str(model_dir), name=model_name(model_dir), task=task, hardware=hardware(), notes=notes,
                          options=_recorded(options))

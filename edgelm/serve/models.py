@@ -67,8 +67,8 @@ def load_models(folders: Sequence[str | Path], options: ServeOptions, metrics: M
 
 def _serve(name: str, pipe: Any, options: ServeOptions, metrics: Metrics) -> ServedModel:
     task = pipe.task
-    if task is Task.QUESTION_ANSWERING:
-        raise ConfigError(f"{name} is a question-answering model, which edgelm serve does "
+    if task in (Task.QUESTION_ANSWERING, Task.TEXT2TEXT_GENERATION):
+        raise ConfigError(f"{name} is a {task.value} model, which edgelm serve does "
                           "not serve yet; run it with edgelm.Pipeline")
     if task is Task.TEXT_GENERATION:
         capacity = min(pipe.info.max_positions, options.max_context or DEFAULT_CONTEXT)
