@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from gpt2_decode import CACHE, bpe_tokenizer  # noqa: E402
+from gpt2_decode import CACHE, bpe_tokenizer, ct2_converted  # noqa: E402
 from harness import Engine, hardware, run_interleaved, versus_lines, write_results  # noqa: E402
 
 from edgelm.bench.exports import cached_export  # noqa: E402
@@ -67,23 +66,6 @@ def checkpoint(name: str) -> Path:
     return folder
 
 
-def ct2_converted(source: Path, python: str) -> Path:
-    out = CACHE / f"{source.name}-ct2-int8"
-    if not (out / "model.bin").is_file():
-        copy = CACHE / f"{source.name}-for-ct2"
-        shutil.copytree(source, copy, dirs_exist_ok=True)
-        path = copy / "tokenizer_config.json"
-        config = json.loads(path.read_text())
-        config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        for name in ("bos_token", "unk_token", "pad_token"):
-            config[name] = config.get(name) or config.get("eos_token")
-        path.write_text(json.dumps(config))
-        converter = Path(python).parent / "ct2-transformers-converter"
-        subprocess.run([str(converter), "--model", str(copy), "--output_dir", str(out),
-                        "--quantization", "int8", "--force"], check=True)
-    return out
-
-
 def optimum_exported(source: Path, python: str) -> Path:
     out = CACHE / f"{source.name}-optimum-fp32"
     if not (out / "config.json").is_file():
@@ -122,7 +104,7 @@ def main() -> None:
         source = checkpoint(name)
         shape = SHAPES[name][1]
         folders = {p: cached_export(source, p) for p in ("int8", "fp32")}
-        ct2 = ct2_converted(source, args.anchors_python)
+        ct2 = ct2_converted(source, "int8", args.anchors_python)
         optimum = optimum_exported(source, args.optimum_python)
         payload["models"][name] = {}
         lines += [f"\n## {name}\n", "| batch x beams | engine | ms per call | tokens/s |",

@@ -3,7 +3,7 @@ precision, validated against PyTorch with and without the cache."""
 
 from __future__ import annotations
 
-import logging
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +13,6 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edgelm.errors import ValidationError
 from edgelm.export import precision as precisions
 from edgelm.export.checkpoint import Checkpoint
 from edgelm.export.decoder_export import eos_token_ids
@@ -22,11 +21,10 @@ from edgelm.export.optimize import contrib_op_counts
 from edgelm.export.quantize_weights import LinearWriter, writer_for
 from edgelm.export.seq2seq_graph import Seq2SeqShape, build_seq2seq
 from edgelm.export.tokenizer_files import pad_token_id
+from edgelm.export.validate_decoder import gated
 from edgelm.generation.seq2seq import Seq2SeqRunner
 from edgelm.manifest import DecoderInfo, Seq2SeqInfo, Validation
 from edgelm.types import Precision, Target
-
-log = logging.getLogger(__name__)
 
 ENCODER_FILE = "encoder.onnx"
 SOURCES = (
@@ -101,16 +99,14 @@ class Seq2SeqExport:
 
     def manifest_fields(self, tokenizer: Any) -> dict[str, Any]:
         assert self.graphs is not None and self.shape is not None
-        decoder = self.graphs[1]
-        fused = contrib_op_counts(self.graphs[0])
-        for op, count in contrib_op_counts(decoder).items():
-            fused[op] = fused.get(op, 0) + count
+        encoder, decoder = self.graphs
+        fused = Counter(contrib_op_counts(encoder)) + Counter(contrib_op_counts(decoder))
         return dict(
             inputs=[i.name for i in decoder.graph.input],
             outputs=[o.name for o in decoder.graph.output],
             max_length=self.shape.max_source_positions,
             pad_token_id=pad_token_id(tokenizer, self.checkpoint.config),
-            fused_ops=fused, quantization=dict(self.writer.quantization),
+            fused_ops=dict(fused), quantization=dict(self.writer.quantization),
             decoder=self.info, seq2seq=self.seq2seq,
         )
 
@@ -153,16 +149,9 @@ def validate_seq2seq(runner: Seq2SeqRunner, model: torch.nn.Module, sources: lis
                 total += 1
             if chosen[row, t] in eos:
                 break
-    agreement = agree / max(total, 1)
-    scale = float(np.abs(expected).max())
-    check = tolerance * max(1.0, scale / 10) if precision is Precision.FP32 else None
-    cases = [f"batch={len(sources)},source={width},target={len(rows[0])},cache and no cache",
-             f"greedy agreement over {total} teacher-forced tokens"]
-    result = Validation(max_abs_diff=worst, top1_agreement=agreement, tolerance=check,
-                        cases=cases)
-    log.info("validation: %s", result)
-    if check is not None and worst > check:
-        raise ValidationError(
-            f"the ONNX encoder-decoder differs from PyTorch by {worst:.3g} (allowed "
-            f"{check:.3g}); report this with the checkpoint's config.json")
-    return result
+    return gated("encoder-decoder", precision, tolerance=tolerance,
+                 scale=float(np.abs(expected).max()), worst=worst,
+                 agreement=agree / max(total, 1),
+                 cases=[f"batch={len(sources)},source={width},target={len(rows[0])},"
+                        "cache and no cache", f"greedy agreement over {total} teacher-forced "
+                        "tokens"])

@@ -110,8 +110,8 @@ class Seq2SeqWriter:
         self.epsilon = 1e-5
         self.enc_heads = int(self.heads("encoder"))
         self.dec_heads = int(self.heads("decoder"))
-        self.enc_head_size = self.hidden // self.enc_heads
-        self.dec_head_size = self.hidden // self.dec_heads
+        self.enc_head_size = self.head_size("encoder")
+        self.dec_head_size = self.head_size("decoder")
         self.padded = padded_size(self.dec_head_size)
         act = self.activation()
         if act not in _ACTIVATIONS:
@@ -121,6 +121,9 @@ class Seq2SeqWriter:
     # -- family specific (BART's) --------------------------------------------
     def heads(self, side: str) -> int:
         return int(getattr(self.config, f"{side}_attention_heads"))
+
+    def head_size(self, side: str) -> int:
+        return self.hidden // self.heads(side)
 
     def activation(self) -> str:
         return str(self.config.activation_function)
@@ -265,11 +268,8 @@ class Seq2SeqWriter:
             return self.linear.shared_table(self.g, "embed_tokens", np_weight(table)), True
         return self.g.constant(f"{side}.embed_tokens", np_weight(table)), False
 
-    def position_bias(self, side: str, query: str, keys: str) -> str | None:
-        """attention_bias [batch or 1, heads, queries, keys] from positions, or None."""
-        table = self.bias_table(side)
-        if table is None:
-            return None
+    def position_bias(self, side: str, table: np.ndarray, query: str, keys: str) -> str:
+        """attention_bias [batch or 1, heads, queries, keys] from positions."""
         g = self.g
         reach = (table.shape[0] - 1) // 2
         rows = g.constant(f"{side}.relative_bias", table)
@@ -295,13 +295,13 @@ class Seq2SeqWriter:
         hidden = self.embed("encoder", "input_ids", None, self.token_table("encoder"))
         mask = g.one("Cast", ["attention_mask"], to=TensorProto.INT32)
         bias = None
-        if self.bias_table("encoder") is not None:  # queries [1, source, 1], keys [source]
+        if (table := self.bias_table("encoder")) is not None:  # queries [1, source, 1]
             length = g.one("Squeeze", [g.one("Shape", ["input_ids"], start=1, end=2)])
             positions = g.one("Range", [g.constant("zero", np.array(0, np.int64)), length,
                                         g.constant("step", np.array(1, np.int64))])
             query = g.one("Unsqueeze", [positions, g.constant("axes.0.2",
                                                               np.array([0, 2], np.int64))])
-            bias = self.position_bias("encoder", query, positions)  # [1, heads, q, k]
+            bias = self.position_bias("encoder", table, query, positions)  # [1, heads, q, k]
         sublayers: list[Sublayer] = []
         for i, layer in enumerate(self.layers("encoder")):
             norms = self.sublayer_norms(layer, "encoder")
@@ -360,16 +360,16 @@ class Seq2SeqWriter:
     # -- the decoder ---------------------------------------------------------------
     def build_decoder(self) -> onnx.ModelProto:
         g = self.g
-        table = self.token_table("decoder")
-        hidden = self.embed("decoder", "input_ids", "position_ids", table)
+        tokens = self.token_table("decoder")
+        hidden = self.embed("decoder", "input_ids", "position_ids", tokens)
         bias = None
-        if self.bias_table("decoder") is not None:
+        if (table := self.bias_table("decoder")) is not None:
             total = g.one("Cast", ["total_sequence_length"], to=TensorProto.INT64)
             keys = g.one("Range", [g.constant("zero", np.array(0, np.int64)), total,
                                    g.constant("step", np.array(1, np.int64))])
             query = g.one("Unsqueeze", ["position_ids", g.constant("axes.-1",
                                                                    np.array([-1], np.int64))])
-            bias = self.position_bias("decoder", query, keys)  # [batch, heads, seq, total]
+            bias = self.position_bias("decoder", table, query, keys)  # [batch, heads, q, k]
         sublayers: list[Sublayer] = []
         for i, layer in enumerate(self.layers("decoder")):
             norms = self.sublayer_norms(layer, "decoder")
@@ -379,8 +379,8 @@ class Seq2SeqWriter:
         x = self.run_stack(hidden, sublayers, self.final_norm("decoder"))
         if (scale := self.output_scale()) is not None:
             x = g.one("Mul", [x, g.constant("output.scale", np.array(scale, np.float32))])
-        if table[1]:
-            logits = self.linear.shared_projection(g, x, table[0])
+        if tokens[1]:
+            logits = self.linear.shared_projection(g, x, tokens[0])
         else:
             head = np_weight(self.model.get_output_embeddings().weight)
             logits = self.linear.matmul(g, x, head, name="lm_head")
@@ -401,9 +401,8 @@ class Seq2SeqWriter:
 
             qkv = np.concatenate([pad(p.q), pad(p.k), pad(p.v)])
             packed_bias = _cat(p.q_bias, p.k_bias, p.v_bias, p.q.shape[0])
-            if packed_bias is not None:
-                packed_bias = np.concatenate([pad(b[:, None])[:, 0]
-                                              for b in np.split(packed_bias, 3)])
+            if packed_bias is not None:  # padded per head, as the weights' rows
+                packed_bias = np.concatenate([pad(b) for b in np.split(packed_bias, 3)])
             qkv_out = self.linear.matmul(g, x, qkv, bias=packed_bias, name=f"{name}.qkv")
             out = f"{name}/out"
             inputs = [qkv_out, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value",

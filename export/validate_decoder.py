@@ -49,17 +49,25 @@ def validate_decoder(onnx_path: Path, model: torch.nn.Module, info: DecoderInfo,
         worst, scale = max(worst, diff), max(scale, largest)
         cases.append(f"batch={batch},len={length},cache_steps={steps}")
     greedy = _greedy_agreement(runner, model, prompts, info)
-    # The gate scales with the logits: 1e-4 per 10 units of the largest |logit|. A
-    # 30-layer model with logits near 30 (SmolLM2) differs by ~1.4e-4 from PyTorch in
-    # fp32 through accumulation order alone (4e-6 relative).
+    return gated("decoder", precision, tolerance=tolerance, scale=scale, worst=worst,
+                 agreement=greedy, cases=cases + [f"greedy agreement over {len(prompts)} "
+                                                  f"prompts x {GREEDY_TOKENS} tokens"])
+
+
+def gated(what: str, precision: Precision, *, tolerance: float, scale: float, worst: float,
+          agreement: float, cases: list[str]) -> Validation:
+    """The validation record; for fp32, ValidationError when `worst` (the largest |logit|
+    difference from PyTorch) passes the limit. The limit scales with the logits:
+    `tolerance` per 10 units of the largest |logit| (`scale`). A 30-layer model with
+    logits near 30 (SmolLM2) differs by ~1.4e-4 from PyTorch in fp32 through
+    accumulation order alone (4e-6 relative). Quantized exports are reported only."""
     check = tolerance * max(1.0, scale / 10) if precision is Precision.FP32 else None
-    result = Validation(max_abs_diff=worst, top1_agreement=greedy, tolerance=check,
-                        cases=cases + [f"greedy agreement over {len(prompts)} prompts x "
-                                       f"{GREEDY_TOKENS} tokens"])
+    result = Validation(max_abs_diff=worst, top1_agreement=agreement, tolerance=check,
+                        cases=cases)
     log.info("validation: %s", result)
     if check is not None and worst > check:
         raise ValidationError(
-            f"the ONNX decoder differs from PyTorch by {worst:.3g} (allowed {check:.3g}) over "
+            f"the ONNX {what} differs from PyTorch by {worst:.3g} (allowed {check:.3g}) over "
             f"{', '.join(cases)}; report this with the checkpoint's config.json")
     return result
 

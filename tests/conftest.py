@@ -62,7 +62,8 @@ def minilm_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def reference(checkpoints: dict[str, Path]):
-    """reference(name) -> (transformers model, tokenizer) of a tiny decoder, loaded once."""
+    """reference(name) -> (transformers model, tokenizer) of a tiny decoder or
+    encoder-decoder, loaded once."""
     import transformers
 
     cache: dict[str, tuple] = {}
@@ -70,7 +71,9 @@ def reference(checkpoints: dict[str, Path]):
     def get(name: str) -> tuple:
         if name not in cache:
             folder = checkpoints[name]
-            cache[name] = (transformers.AutoModelForCausalLM.from_pretrained(folder).eval(),
+            auto = transformers.AutoModelForSeq2SeqLM if name in SEQ2SEQ else \
+                transformers.AutoModelForCausalLM
+            cache[name] = (auto.from_pretrained(folder).eval(),
                            transformers.AutoTokenizer.from_pretrained(folder))
         return cache[name]
 

@@ -23,22 +23,6 @@ from tests.fixtures import SEQ2SEQ, SEQ2SEQ_SOURCES
 NEW_TOKENS = 12
 
 
-@pytest.fixture(scope="module")
-def seq2seq_reference(checkpoints):
-    import transformers
-
-    cache: dict[str, tuple] = {}
-
-    def get(name: str) -> tuple:
-        if name not in cache:
-            folder = checkpoints[name]
-            cache[name] = (transformers.AutoModelForSeq2SeqLM.from_pretrained(folder).eval(),
-                           transformers.AutoTokenizer.from_pretrained(folder))
-        return cache[name]
-
-    return get
-
-
 def _generated(sequence: list[int], eos: int, pad: int) -> list[int]:
     """transformers' output less the decoder start token and the padding after eos."""
     out = []
@@ -51,8 +35,8 @@ def _generated(sequence: list[int], eos: int, pad: int) -> list[int]:
 
 @pytest.mark.parametrize("beams", [1, 4])
 @pytest.mark.parametrize("name", list(SEQ2SEQ))
-def test_tokens_match_transformers_batched_and_alone(name, beams, exported, seq2seq_reference):
-    model, tokenizer = seq2seq_reference(name)
+def test_tokens_match_transformers_batched_and_alone(name, beams, exported, reference):
+    model, tokenizer = reference(name)
     pipe = edgelm.Pipeline(exported(name), threads=1)
     sources = [e.ids for e in edgelm.tokenizer.encode(pipe.tokenizer, SEQ2SEQ_SOURCES)]
     config = pipe.config(dict(max_new_tokens=NEW_TOKENS, num_beams=beams))
@@ -101,7 +85,7 @@ def test_graphs_are_fused_and_cross_attention_is_computed_once(name, exported):
 
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
-def test_quantized_exports_report_agreement(precision, exported, seq2seq_reference):
+def test_quantized_exports_report_agreement(precision, exported, reference):
     folder = exported("t5", precision)
     manifest = edgelm.Pipeline(folder).manifest
     assert manifest.validation.tolerance is None  # judged by agreement, not enforced

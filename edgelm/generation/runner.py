@@ -32,7 +32,7 @@ class DecodeState:
     def select(self, rows: np.ndarray) -> DecodeState:
         """The state whose row i is this state's row rows[i] (beam expansion)."""
         return DecodeState(self.cache.select(rows), self.lengths[rows],
-                           {k: np.ascontiguousarray(v[rows]) for k, v in self.memory.items()})
+                           {k: v[rows] for k, v in self.memory.items()})
 
 
 class DecoderRunner:
@@ -41,7 +41,7 @@ class DecoderRunner:
     def __init__(self, session: ort.InferenceSession, info: DecoderInfo) -> None:
         self.session, self.info = session, info
         self.gather: RowGather | None = None  # set: the cache lives on the session's GPU
-        self.memory: dict[str, np.ndarray] = {}  # per-row inputs of the next prefill
+        self.memory: dict[str, np.ndarray] = {}  # per-row inputs of every prefill (seq2seq)
         inputs = {i.name: i.type for i in session.get_inputs()}
         self._logits_at = "logits_at" in inputs  # folders exported before it compute all
         self.dtype = np.float16 if inputs["past_key_values.0.key"] == "tensor(float16)" \

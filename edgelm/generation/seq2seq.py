@@ -4,6 +4,8 @@ values (and the source mask) as per-row inputs that never change."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnxruntime as ort
 
@@ -49,9 +51,10 @@ class Seq2SeqRunner:
         return memory
 
     def bind(self, memory: dict[str, np.ndarray]) -> DecoderRunner:
-        """The decoder runner whose next prefill decodes these encoded sources."""
-        self.decoder.memory = memory
-        return self.decoder
+        """A decoder runner (sharing the session) whose prefills decode these sources."""
+        bound = copy.copy(self.decoder)
+        bound.memory = memory
+        return bound
 
     def start(self, rows: int) -> list[list[int]]:
         """The decoder's prompts: its start token, one per row."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -12,6 +11,7 @@ from edgelm.errors import ConfigError, ModelFolderError
 from edgelm.generation.config import GenerationConfig
 from edgelm.generation.search import beam_search, sample_or_greedy
 from edgelm.generation.seq2seq import MASK, Seq2SeqRunner
+from edgelm.generation.streaming import TextStream
 from edgelm.pipelines.base import Pipeline
 from edgelm.pipelines.generation import _config
 from edgelm.session import create_session, memory_errors
@@ -45,8 +45,8 @@ class Text2TextGenerationPipeline(Pipeline):
         self.runner = Seq2SeqRunner(encoder, self.session, info, seq2seq)
         self.eos_ids = list(info.eos_token_ids)
         self.pad_id = self.manifest.pad_token_id
-        self.defaults = GenerationConfig(forced_bos_token_id=seq2seq.forced_bos_token_id,
-                                         forced_eos_token_id=seq2seq.forced_eos_token_id)
+        self.forced = {"forced_bos_token_id": seq2seq.forced_bos_token_id,
+                       "forced_eos_token_id": seq2seq.forced_eos_token_id}
 
     def __call__(self, texts: Any, /, **options: Any) -> Any:
         items, single = check_texts(texts)
@@ -68,24 +68,19 @@ class Text2TextGenerationPipeline(Pipeline):
                               "num_beams=1 and num_return_sequences=1")
         (source,) = encode(self.tokenizer, items)
         decoder = self.runner.bind(self.runner.encode([source.ids], pad_id=self.pad_id))
-        ids: list[int] = []
-        sent = ""
-        for tokens, active in sample_or_greedy(decoder, self.runner.start(1), config,
-                                               self.eos_ids, pad_id=self.pad_id):
-            ids.append(int(tokens[0]))
-            shown = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if not shown.endswith("\ufffd") and len(shown) > len(sent):  # whole characters
-                yield shown[len(sent):]
-                sent = shown
+        pieces = TextStream(self.tokenizer, [])
+        for tokens, _ in sample_or_greedy(decoder, self.runner.start(1), config,
+                                          self.eos_ids, pad_id=self.pad_id):
+            if piece := pieces.push(int(tokens[0])):
+                yield piece
+        if rest := pieces.flush():
+            yield rest
 
     def config(self, options: dict[str, Any]) -> GenerationConfig:
-        config = _config(dict(options))
+        config = _config({**self.forced, **options})  # the checkpoint's, unless given
         if config.stop:
             raise ConfigError("stop strings are for text generation; drop stop")
-        defaults = {k: getattr(self.defaults, k) for k in ("forced_bos_token_id",
-                                                           "forced_eos_token_id")
-                    if k not in options}
-        return replace(config, **defaults)
+        return config
 
     def generate_ids(self, sources: list[list[int]], config: GenerationConfig
                      ) -> list[list[list[int]]]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgelm.export.architectures.registry import Family, register
-from edgelm.export.decoder_graph import np_weight, padded_size
+from edgelm.export.decoder_graph import np_weight
 from edgelm.export.seq2seq_graph import Projections, Seq2SeqWriter, linear_parts
 
 DEFAULT_POSITIONS = 512  # T5 has no position limit; what it was trained with
@@ -23,8 +23,9 @@ class T5Writer(Seq2SeqWriter):
     def __init__(self, model: Any, config: Any, linear: Any) -> None:
         super().__init__(model, config, linear)
         self.epsilon = float(config.layer_norm_epsilon)
-        self.enc_head_size = self.dec_head_size = int(config.d_kv)
-        self.padded = padded_size(self.dec_head_size)
+
+    def head_size(self, side: str) -> int:
+        return int(self.config.d_kv)  # heads * d_kv may differ from d_model
 
     def heads(self, side: str) -> int:
         return int(self.config.num_heads)
