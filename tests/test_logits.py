@@ -72,3 +72,25 @@ def test_sample_follows_the_distribution():
     masked = scores.copy()
     masked[:, 2] = -np.inf
     assert set(sample(masked, np.random.default_rng(1))) <= {0, 1}
+
+
+@pytest.mark.parametrize("width", [7, 300, 2048, 4 * 5000 + 17])
+@pytest.mark.parametrize("seed", range(6))
+def test_beam_top_k_is_a_stable_sort_of_the_scores(width, seed):
+    """Beam search's top-k ranks only the scores above a floor taken from block maxima;
+    it must pick exactly what a stable descending sort picks: ties (exact repeats,
+    rounded scores) lowest index first, rows of -inf but a few (forced tokens) and
+    rows whose top scores crowd one block."""
+    from edgelm.generation.search import _topk
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((4, width)).astype(np.float32)
+    x[0, rng.integers(0, width, 5)] = x[0].max()
+    x[1] = -np.inf
+    x[1, rng.integers(0, width, 3)] = 0.0
+    x[2] = np.round(x[2], 1)
+    crowd = min(12, width)
+    x[3, :crowd] = 10.0 + np.arange(crowd, dtype=np.float32)
+    for k in (1, 2, 8, 9):
+        if k <= width:
+            assert np.array_equal(_topk(x, k), np.argsort(-x, axis=-1, kind="stable")[:, :k])

@@ -123,7 +123,10 @@ class DecoderRunner:
         with running("the decoder graph"):
             self.session.run_with_iobinding(io)
         logits = io.get_outputs()[0].numpy()
-        if not self._logits_at:  # exported before logits_at: every position
+        every = np.arange(logits.shape[1])
+        if not self._logits_at and not (at.shape[1] == len(every) and (at == every).all()):
+            # every position computed (encoder-decoders; decoders exported before
+            # logits_at): keep those asked for, unless that is all of them (a step)
             logits = np.take_along_axis(logits, at[:, :, None], axis=1)
         return logits
 
