@@ -183,6 +183,7 @@ class Seq2SeqInfo:
     max_source_positions: int
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | None = None
+    suppress_tokens: list[int] = field(default_factory=list)  # never generated
 
     def __post_init__(self) -> None:
         check = _Fields(self, "seq2seq")
@@ -193,6 +194,7 @@ class Seq2SeqInfo:
         check.integer("max_source_positions", 1, BIG - 1)
         check.integer("forced_bos_token_id", 0, BIG - 1, optional=True)
         check.integer("forced_eos_token_id", 0, BIG - 1, optional=True)
+        check.items("suppress_tokens", _token_id, "token ids", limit=1024)
         check.done()
 
 

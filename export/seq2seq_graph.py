@@ -260,13 +260,16 @@ class Seq2SeqWriter:
         return x
 
     def token_table(self, side: str) -> tuple[str, bool]:
-        """The embedding table of `side` in the current graph, and whether it is shared
-        with the output projection (the decoder's, when the checkpoint ties them)."""
+        """The embedding table of `side` in the current graph, and whether it is stored as
+        the output projection (when the checkpoint ties them: then in the projection's
+        layout and precision, read by the lookup). A table both stacks share has the same
+        name and bytes in both graphs, and the export stores it once."""
         table = self.stack(side).embed_tokens.weight
-        head = self.model.get_output_embeddings().weight
-        if side == "decoder" and table.data_ptr() == head.data_ptr():
+        if table.data_ptr() == self.model.get_output_embeddings().weight.data_ptr():
             return self.linear.shared_table(self.g, "embed_tokens", np_weight(table)), True
-        return self.g.constant(f"{side}.embed_tokens", np_weight(table)), False
+        other = self.stack("decoder" if side == "encoder" else "encoder").embed_tokens.weight
+        name = "embed_tokens" if other.data_ptr() == table.data_ptr() else f"{side}.embed_tokens"
+        return self.g.constant(name, np_weight(table)), False
 
     def position_bias(self, side: str, table: np.ndarray, query: str, keys: str) -> str:
         """attention_bias [batch or 1, heads, queries, keys] from positions."""

@@ -173,3 +173,53 @@ def test_bench_and_serve_refuse_encoder_decoders_in_one_line(exported):
     pipe = edgelm.Pipeline(exported("t5"))
     with pytest.raises(ConfigError, match="text2text-generation model, which edgelm serve"):
         _serve("t5", pipe, None, None)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_shared_embedding_table_is_stored_once(precision, exported):
+    """The encoder reads the table it shares with the decoder from the decoder's file."""
+    folder = exported("marian", precision)
+    encoder = onnx.load(str(folder / "encoder.onnx"), load_external_data=False)
+    where = {t.name: {kv.key: kv.value for kv in t.external_data}.get("location")
+             for t in encoder.graph.initializer}
+    tables = [name for name in where if name.startswith("embed_tokens")]
+    assert tables and all(where[name] == "model.onnx.data" for name in tables
+                          if where[name] is not None)
+    assert any(where[name] == "model.onnx.data" for name in tables)
+    assert all(location in (None, "model.onnx.data", "encoder.onnx.data")
+               for location in where.values())
+
+
+def test_banned_tokens_are_never_generated_as_in_transformers(checkpoints, reference, tmp_path):
+    """Marian's checkpoints ban their pad token with bad_words_ids: here the token the
+    fixture generates most is banned, and the tokens still match transformers'."""
+    import copy
+    import shutil
+    from collections import Counter
+
+    from edgelm.export import ExportOptions, export_model
+
+    model, tokenizer = reference("marian")
+    sources = [tokenizer(s).input_ids for s in SEQ2SEQ_SOURCES]
+    with torch.no_grad():
+        free = [model.generate(torch.tensor([s]), do_sample=False,
+                               max_new_tokens=NEW_TOKENS)[0].tolist()[1:] for s in sources]
+    banned = Counter(t for seq in free for t in seq if t != 1).most_common(1)[0][0]
+    folder = tmp_path / "banned"
+    shutil.copytree(checkpoints["marian"], folder)
+    generation = copy.deepcopy(model.generation_config)
+    generation.bad_words_ids = [[banned]]
+    generation.save_pretrained(folder)
+    export_model(folder, tmp_path / "out", ExportOptions(precision="fp32"))
+    pipe = edgelm.Pipeline(tmp_path / "out")
+    assert pipe.manifest.seq2seq.suppress_tokens == [banned]
+    for beams in (1, 4):
+        config = pipe.config(dict(max_new_tokens=NEW_TOKENS, num_beams=beams))
+        for source in sources:
+            with torch.no_grad():
+                ref = model.generate(torch.tensor([source]), generation_config=generation,
+                                     num_beams=beams, do_sample=False,
+                                     max_new_tokens=NEW_TOKENS)
+            ours = pipe.generate_ids([source], config)[0][0]
+            assert banned not in ours
+            assert ours == _generated(ref[0].tolist(), 1, 0)

@@ -37,8 +37,12 @@ class GenerationConfig:
     # processors; encoder-decoder folders default them from the checkpoint (BART, Marian).
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | None = None
+    # Token ids never generated (transformers' suppress_tokens; Marian's checkpoints ban
+    # their pad token through bad_words_ids, which an export turns into this).
+    suppress_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "suppress_tokens", tuple(self.suppress_tokens))
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
@@ -73,6 +77,8 @@ class GenerationConfig:
         for name in ("forced_bos_token_id", "forced_eos_token_id"):
             if getattr(self, name) is not None:
                 check_integer(name, getattr(self, name), 0)
+        for token in self.suppress_tokens:
+            check_integer("suppress_tokens item", token, 0)
         if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
 

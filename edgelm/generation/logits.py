@@ -14,8 +14,8 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 def process(scores: np.ndarray, sequences: list[list[int]], generated: int,
             config: GenerationConfig, eos_ids: list[int]) -> np.ndarray:
-    """Repetition penalty, min_new_tokens, then forced first / last tokens (rows are
-    `sequences`, prompt included)."""
+    """Repetition penalty, min_new_tokens, suppressed tokens, then forced first / last
+    tokens (rows are `sequences`, prompt included)."""
     scores = scores.astype(np.float32, copy=True)
     if config.repetition_penalty != 1.0:
         for row, tokens in enumerate(sequences):
@@ -25,6 +25,8 @@ def process(scores: np.ndarray, sequences: list[list[int]], generated: int,
                                          picked / config.repetition_penalty)
     if generated < config.min_new_tokens and eos_ids:
         scores[:, eos_ids] = -np.inf
+    if config.suppress_tokens:
+        scores[:, [t for t in config.suppress_tokens if t < scores.shape[-1]]] = -np.inf
     forced = config.forced_bos_token_id if generated == 0 else None
     if generated == config.max_new_tokens - 1 and config.forced_eos_token_id is not None:
         forced = config.forced_eos_token_id

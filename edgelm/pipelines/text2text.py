@@ -45,8 +45,9 @@ class Text2TextGenerationPipeline(Pipeline):
         self.runner = Seq2SeqRunner(encoder, self.session, info, seq2seq)
         self.eos_ids = list(info.eos_token_ids)
         self.pad_id = self.manifest.pad_token_id
-        self.forced = {"forced_bos_token_id": seq2seq.forced_bos_token_id,
-                       "forced_eos_token_id": seq2seq.forced_eos_token_id}
+        self.defaults = {"forced_bos_token_id": seq2seq.forced_bos_token_id,
+                         "forced_eos_token_id": seq2seq.forced_eos_token_id,
+                         "suppress_tokens": tuple(seq2seq.suppress_tokens)}
 
     def __call__(self, texts: Any, /, **options: Any) -> Any:
         items, single = check_texts(texts)
@@ -77,7 +78,7 @@ class Text2TextGenerationPipeline(Pipeline):
             yield rest
 
     def config(self, options: dict[str, Any]) -> GenerationConfig:
-        config = _config({**self.forced, **options})  # the checkpoint's, unless given
+        config = _config({**self.defaults, **options})  # the checkpoint's, unless given
         if config.stop:
             raise ConfigError("stop strings are for text generation; drop stop")
         return config
