@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from edgelm.serve.run import free_port
 from tests.readme_blocks import Example, differences, examples
+from tests.serving import server_process
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLES = examples(README.read_text(encoding="utf-8"))
@@ -46,7 +49,15 @@ NEEDS = {
     "classify": ["sentiment-int8"],
     "classify-cli": ["sentiment-int8"],
     "generate": ["demo-out/SmolLM2-135M-Instruct-int4"],
+    "serve-curl": ["demo-out/SmolLM2-135M-Instruct-int4", "demo-out/all-MiniLM-L6-v2-int8"],
+    "serve-client": ["demo-out/SmolLM2-135M-Instruct-int4", "demo-out/all-MiniLM-L6-v2-int8"],
 }
+SERVER = "serve"  # the example that starts the server the serve-* examples talk to
+README_PORT = "127.0.0.1:8000"
+# What each serving example must print (its text, int4, changes with the CPU): a piece of
+# every response it asks for; none may be an error object.
+SERVED = {"serve-curl": ['"object":"chat.completion"', "data: [DONE]", '"embedding":['],
+          "serve-client": ["384"]}
 
 
 @pytest.fixture(scope="session")
@@ -67,20 +78,36 @@ def readme_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[list[st
     return get
 
 
+def example_env() -> dict[str, str]:
+    """The environment examples run in: this venv's `edgelm` first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def example_command(example: Example) -> list[str]:
+    return {"python": [sys.executable, "-c", example.code],
+            "bash": ["bash", "-euo", "pipefail", "-c", example.code]}[example.language]
+
+
+def on_port(example: Example, port: int) -> Example:
+    """The example talking to (or serving on) 127.0.0.1:port instead of the README's 8000."""
+    code = example.code.replace(README_PORT, f"127.0.0.1:{port}")
+    code = code.replace("--port 8000", f"--port {port}")
+    assert code != example.code, f"README example {example.name!r} names no port 8000"
+    return replace(example, code=code)
+
+
 def run_example(example: Example, cwd: Path) -> str:
     """Run the example's code as written, in cwd, and return what it printed."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `edgelm`
-    commands = {"python": [sys.executable, "-c", example.code],
-                "bash": ["bash", "-euo", "pipefail", "-c", example.code]}
-    done = subprocess.run(commands[example.language], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(example_command(example), cwd=cwd, env=example_env(),
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"README example {example.name!r} failed:\n{done.stderr}"
     return done.stdout
 
 
 def test_every_marked_example_is_run() -> None:
-    assert set(EXAMPLES) == set(NEEDS), "README examples and NEEDS must name the same examples"
+    assert set(EXAMPLES) == set(NEEDS) | {SERVER}, "README examples and NEEDS must agree"
     for name, example in EXAMPLES.items():
         assert example.language in ("python", "bash"), (name, example.language)
         assert (example.output is not None) == (name in TOLERANCE), name
@@ -113,3 +140,18 @@ def test_readme_example(name: str, readme_folder: Callable[[list[str]], Path]) -
         return
     problems = differences(example.output, printed, tolerance=TOLERANCE[name])
     assert not problems, f"README example {name!r} prints otherwise:\n" + "\n".join(problems)
+
+
+@pytest.mark.slow  # SmolLM2 int4 export (shared with "generate") + a server: 40-90 s
+def test_readme_serving_examples(readme_folder: Callable[[list[str]], Path]) -> None:
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("openai")
+    cwd = readme_folder(sorted({name for example in SERVED for name in NEEDS[example]}))
+    port = free_port()
+    with server_process(example_command(on_port(EXAMPLES[SERVER], port)), port,
+                        env=example_env(), cwd=str(cwd)):
+        for name, expected in SERVED.items():
+            printed = run_example(on_port(EXAMPLES[name], port), cwd)
+            assert '"error"' not in printed, f"README example {name!r} got an error:\n{printed}"
+            missing = [piece for piece in expected if piece not in printed]
+            assert not missing, f"README example {name!r} printed no {missing}:\n{printed}"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +15,7 @@ pytest.importorskip("uvicorn")
 import httpx  # noqa: E402
 
 from edgelm.serve.run import free_port  # noqa: E402
+from tests.serving import server_process  # noqa: E402
 
 
 def test_missing_extra_names_the_install(monkeypatch, tmp_path):
@@ -45,26 +44,10 @@ def test_serve_command_runs_a_server(exported):
     folder = exported("bert-emb", "fp32")
     port = free_port()
     env = {**os.environ, "EDGELM_API_KEY": "k"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edgelm", "serve", str(folder), "--port", str(port),
-         "--threads", "1", "--name", "emb"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    try:
-        url, deadline, up = f"http://127.0.0.1:{port}", time.monotonic() + 60, False
-        while time.monotonic() < deadline and process.poll() is None and not up:
-            try:
-                up = httpx.get(f"{url}/health", timeout=2).status_code == 200
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert up, process.stdout.read().decode() if process.poll() is not None else "no start"
+    command = [sys.executable, "-m", "edgelm", "serve", str(folder), "--port", str(port),
+               "--threads", "1", "--name", "emb"]
+    with server_process(command, port, env=env) as url:
         assert httpx.get(f"{url}/v1/models", timeout=5).status_code == 401
         reply = httpx.post(f"{url}/v1/embeddings", json={"model": "emb", "input": "hi"},
                            headers={"Authorization": "Bearer k"}, timeout=30)
         assert reply.status_code == 200 and len(reply.json()["data"][0]["embedding"]) > 0
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
