@@ -5,7 +5,8 @@
 #   scripts/arm64_emu.sh setup [ROOT]           Debian bookworm arm64 python3.11 in ROOT
 #                                               (default /tmp/edgelm-arm64), plus the aarch64
 #                                               wheels of edgelm's runtime dependencies and
-#                                               edgelm itself; prints the wheels' size
+#                                               edgelm itself (their size printed), then
+#                                               those of its serve extra
 #   scripts/arm64_emu.sh run [ROOT] -- ARGS     run ROOT's python3.11 with ARGS
 #
 # onnxruntime reads /proc/cpuinfo to pick its kernels and crashes on the host's x86
@@ -41,6 +42,16 @@ setup() {
   printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' 0 1 2 3 > "$ROOT/cpuinfo"
   du -sb "$ROOT"/wheels/*.whl | awk '{s+=$1} END {printf "wheels: %.1f MB\n", s/1e6}'
   du -sb "$ROOT/site" | awk '{printf "installed: %.1f MB\n", $1/1e6}'
+  # the `serve` extra (pure Python) on top, measured apart from the runtime above
+  mapfile -t serve < <("$PY" -c 'import tomllib,sys; [print(d) for d in tomllib.load(open(sys.argv[1],"rb"))["project"]["optional-dependencies"]["serve"]]' "$HERE/pyproject.toml")
+  mkdir -p "$ROOT/serve-wheels"
+  "$PY" -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp \
+    --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 \
+    --platform manylinux2014_aarch64 -d "$ROOT/serve-wheels" "${serve[@]}"
+  for whl in "$ROOT"/serve-wheels/*.whl; do
+    [ -e "$ROOT/wheels/$(basename "$whl")" ] || "$PY" -m zipfile -e "$whl" "$ROOT/site"
+  done
+  du -sb "$ROOT"/serve-wheels/*.whl | awk '{s+=$1} END {printf "serve extra wheels: %.1f MB\n", s/1e6}'
   touch "$ROOT/.ready"
 }
 

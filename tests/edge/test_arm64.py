@@ -89,3 +89,35 @@ def test_int8_decoder_on_arm64_is_as_close_to_fp32_as_on_x86(emu_root, exported,
              for machine, out in (("x86", host), ("arm64", arm))}
     print(name, agree)
     assert agree["arm64"] >= agree["x86"] - 0.05, agree
+
+
+def test_server_on_arm64_answers_chat_and_embeddings(emu_root, exported):
+    """`edgelm serve` on the emulated Pi: one chat and one embedding request through HTTP,
+    answered as the x86 pipelines answer them (fp32: the same text, vectors within 1e-4)."""
+    pytest.importorskip("uvicorn")
+    import httpx
+
+    import edgelm
+    from edgelm.serve.run import free_port
+    from tests.serving import server_process
+
+    chat, emb = exported("llama", "fp32"), exported("bert-emb", "fp32")
+    messages = [{"role": "user", "content": "Edge devices run small models."}]
+    port = free_port()
+    command = ["bash", str(SCRIPT), "run", str(emu_root), "--", "-m", "edgelm", "serve",
+               str(chat), str(emb), "--name", "chat", "--name", "emb", "--port", str(port),
+               "--threads", "1"]
+    # Emulation starts Python, starlette and two onnxruntime sessions 10-50x slower than a Pi
+    with server_process(command, port, start_timeout=600) as url:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            reply = http.post("/v1/chat/completions", json={
+                "model": "chat", "messages": messages, "max_tokens": 8, "temperature": 0})
+            vector = http.post("/v1/embeddings", json={"model": "emb", "input": TEXTS[0]})
+    assert reply.status_code == 200, reply.text
+    assert vector.status_code == 200, vector.text
+    expected = edgelm.Pipeline(chat, threads=1).chat(messages, max_new_tokens=8)
+    assert expected.strip(), "the fixture's chat says nothing: nothing would be compared"
+    assert reply.json()["choices"][0]["message"]["content"] == expected
+    ours = np.asarray(edgelm.Pipeline(emb, threads=1)([TEXTS[0]]))[0]
+    theirs = np.asarray(vector.json()["data"][0]["embedding"])
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).max() < 1e-4
