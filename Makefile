@@ -26,7 +26,8 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-test-slow: install
+test-slow: install  # with the ray extra: the Ray Serve test is slow-marked
+	$(BIN)/python -m pip install -q -e '.[ray]'
 	$(BIN)/python -m pytest -q -m slow
 
 test-gpu: install  # needs onnxruntime-gpu and a CUDA device; skips without them

@@ -384,11 +384,18 @@ def info(folder: Path, as_json: bool, trust_folder: bool) -> None:
               help="Require 'Authorization: Bearer KEY' (also $EDGELM_API_KEY).")
 @click.option("--name", "names", multiple=True,
               help="Model name, once per folder in order [default: the folder's name].")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Deploy on Ray Serve (the cluster this machine is in, else a local one).")
+@click.option("--replicas", type=int, default=1, show_default=True,
+              help="With --ray: copies of the server, each loading the folders once.")
+@click.option("--ray-address", default=None,
+              help="With --ray: the cluster to join [default: $RAY_ADDRESS or this machine's].")
 @_TRUST_FOLDER
 @click.pass_context
 def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
           threads: int | None, max_batch: int, max_context: int | None, api_key: str | None,
-          names: tuple[str, ...], trust_folder: bool) -> None:
+          names: tuple[str, ...], on_ray: bool, replicas: int, ray_address: str | None,
+          trust_folder: bool) -> None:
     """Serve FOLDERS: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify."""
     from edgelm.errors import MissingDependencyError
 
@@ -402,8 +409,19 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
     options = ServeOptions(host=host, port=port, threads=threads, max_batch=max_batch,
                            max_context=max_context, api_key=api_key, names=names,
                            trust_folder=trust_folder)
-    debug = bool(ctx.obj and ctx.obj.get("debug"))
-    run_server(list(folders), options, log_level="debug" if debug else "info")
+    if not on_ray:
+        if replicas != 1 or ray_address:
+            raise click.UsageError("--replicas and --ray-address need --ray")
+        debug = bool(ctx.obj and ctx.obj.get("debug"))
+        run_server(list(folders), options, log_level="debug" if debug else "info")
+        return
+    try:
+        from edgelm.serve.ray_serve import serve_on_ray
+    except ModuleNotFoundError as e:
+        if (e.name or "").startswith("edgelm"):
+            raise
+        raise MissingDependencyError(e.name or "ray", "ray") from e
+    serve_on_ray(list(folders), options, replicas=replicas, address=ray_address)
 
 
 def _short(result: Any) -> str:

@@ -132,6 +132,7 @@ def test_models_and_metrics(client, http):
         client.models.retrieve("../llama")
     text = http.get("/metrics").text
     assert "edgelm_requests_total" in text and "edgelm_batch_size" in text
+    assert "edgelm_server_info{id=" in text and "process_resident_memory_bytes" in text
 
 
 def test_concurrent_requests_get_their_solo_text(client, llama):

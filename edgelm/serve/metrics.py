@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import uuid
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -12,6 +22,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # Which server answered a scrape (replicas behind one address each have their own
+        # metrics), and its process's memory and CPU (process_resident_memory_bytes, ...)
+        self.server = Info("edgelm_server", "This server process", registry=r)
+        self.server.info({"id": uuid.uuid4().hex[:12]})
+        ProcessCollector(registry=r)
         self.requests = Counter("edgelm_requests", "HTTP requests answered",
                                 ["endpoint", "status"], registry=r)
         self.tokens = Counter("edgelm_tokens", "Tokens read (prompt) and written (completion)",

@@ -23,12 +23,16 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(folders: Sequence[str | Path], options: ServeOptions, *, log_level: str = "info"
           ) -> None:
     """Load the folders, then serve until interrupted (Ctrl-C stops it cleanly)."""
-    if options.host not in LOOPBACK and options.api_key is None:
-        log.warning("serving on %s without --api-key: anyone who can reach it can use it",
-                    options.host)
+    warn_if_open(options)
     app = create_app(folders, options)
     uvicorn.run(app, host=options.host, port=options.port, log_level=log_level,
                 timeout_graceful_shutdown=5)
+
+
+def warn_if_open(options: ServeOptions) -> None:
+    if options.host not in LOOPBACK and options.api_key is None:
+        log.warning("serving on %s without --api-key: anyone who can reach it can use it",
+                    options.host)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
