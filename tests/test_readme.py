@@ -18,9 +18,8 @@ from typing import Callable
 
 import pytest
 
-from edgelm.serve.run import free_port
+from edgelm.serve.run import free_port, spawned
 from tests.readme_blocks import Example, differences, examples
-from tests.serving import server_process
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLES = examples(README.read_text(encoding="utf-8"))
@@ -148,7 +147,7 @@ def test_readme_serving_examples(readme_folder: Callable[[list[str]], Path]) -> 
     pytest.importorskip("openai")
     cwd = readme_folder(sorted({name for example in SERVED for name in NEEDS[example]}))
     port = free_port()
-    with server_process(example_command(on_port(EXAMPLES[SERVER], port)), port,
+    with spawned(example_command(on_port(EXAMPLES[SERVER], port)), port,
                         env=example_env(), cwd=str(cwd)):
         for name, expected in SERVED.items():
             printed = run_example(on_port(EXAMPLES[name], port), cwd)

@@ -14,8 +14,7 @@ pytest.importorskip("uvicorn")
 
 import httpx  # noqa: E402
 
-from edgelm.serve.run import free_port  # noqa: E402
-from tests.serving import server_process  # noqa: E402
+from edgelm.serve.run import free_port, spawned  # noqa: E402
 
 
 def test_missing_extra_names_the_install(monkeypatch, tmp_path):
@@ -47,7 +46,7 @@ def test_serve_command_runs_a_server(exported):
     env = {**os.environ, "EDGELM_API_KEY": "k"}
     command = [sys.executable, "-m", "edgelm", "serve", str(folder), "--port", str(port),
                "--threads", "1", "--name", "emb"]
-    with server_process(command, port, env=env) as url:
+    with spawned(command, port, env=env) as url:
         assert httpx.get(f"{url}/v1/models", timeout=5).status_code == 401
         reply = httpx.post(f"{url}/v1/embeddings", json={"model": "emb", "input": "hi"},
                            headers={"Authorization": "Bearer k"}, timeout=30)

@@ -16,8 +16,7 @@ openai = pytest.importorskip("openai")
 import httpx  # noqa: E402
 
 import edgelm  # noqa: E402
-from edgelm.serve.run import free_port  # noqa: E402
-from tests.serving import server_process  # noqa: E402
+from edgelm.serve.run import free_port, spawned  # noqa: E402
 
 KEY = "sk-ray-test"
 SERVER_ID = re.compile(r'^edgelm_server_info\{id="(\w+)"\} 1\.0$', re.MULTILINE)
@@ -32,7 +31,7 @@ def test_two_ray_replicas_answer_the_openai_client(exported):
                "--name", "emb", "--port", str(port), "--threads", "1", "--ray",
                "--replicas", "2"]
     env = {**os.environ, "EDGELM_API_KEY": KEY, "RAY_ADDRESS": ""}  # a Ray of its own
-    with server_process(command, port, env=env, start_timeout=300) as url:
+    with spawned(command, port, env=env, start_timeout=300) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=120)
         replies = [client.chat.completions.create(model="chat", messages=MESSAGES,
                                                   max_tokens=8, temperature=0)

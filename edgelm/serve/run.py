@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import subprocess
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -64,3 +68,43 @@ def in_thread(app: Any, *, host: str = "127.0.0.1", port: int | None = None,
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+@contextlib.contextmanager
+def spawned(command: Sequence[str], port: int, *, health: str = "/health",
+            env: dict[str, str] | None = None, cwd: str | Path | None = None,
+            start_timeout: float = 120.0) -> Iterator[str]:
+    """Run `command`, a server that will listen on 127.0.0.1:port (tests, benchmarks); yield
+    its base URL once GET `health` answers 200, and stop it when the block ends (SIGTERM,
+    then SIGKILL). A server that exits or never answers raises with what it printed.
+
+    Its output goes to a temporary file, not a pipe: nobody reads a pipe while the server
+    runs, and a full one (64 KiB of access log) blocks the server's next log line."""
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as printed:
+        process = subprocess.Popen(list(command), stdout=printed, stderr=subprocess.STDOUT,
+                                   env=env, cwd=cwd)
+        try:
+            deadline, up = time.monotonic() + start_timeout, False
+            while time.monotonic() < deadline and process.poll() is None and not up:
+                try:
+                    with urllib.request.urlopen(url + health, timeout=2) as reply:
+                        up = reply.status == 200
+                except (OSError, urllib.error.URLError):
+                    time.sleep(0.2)
+            if not up:
+                process.kill()
+                process.wait(10)
+                printed.seek(0)
+                tail = printed.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"{command[0]} did not answer {health} on port {port}:\n"
+                                   f"{tail}")
+            yield url
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)

@@ -98,8 +98,7 @@ def test_server_on_arm64_answers_chat_and_embeddings(emu_root, exported):
     import httpx
 
     import edgelm
-    from edgelm.serve.run import free_port
-    from tests.serving import server_process
+    from edgelm.serve.run import free_port, spawned
 
     chat, emb = exported("llama", "fp32"), exported("bert-emb", "fp32")
     messages = [{"role": "user", "content": "Edge devices run small models."}]
@@ -108,7 +107,7 @@ def test_server_on_arm64_answers_chat_and_embeddings(emu_root, exported):
                str(chat), str(emb), "--name", "chat", "--name", "emb", "--port", str(port),
                "--threads", "1"]
     # Emulation starts Python, starlette and two onnxruntime sessions 10-50x slower than a Pi
-    with server_process(command, port, start_timeout=600) as url:
+    with spawned(command, port, start_timeout=600) as url:
         with httpx.Client(base_url=url, timeout=600) as http:
             reply = http.post("/v1/chat/completions", json={
                 "model": "chat", "messages": messages, "max_tokens": 8, "temperature": 0})
