@@ -2,6 +2,7 @@
 
     fixtures    $EDGELM_CACHE, else ~/.cache/edgelm-fixtures
     bench       $EDGELM_CACHE/bench, else ~/.cache/edgelm/bench
+    verified    $EDGELM_CACHE/verified, else ~/.cache/edgelm/verified
     benchmarks  $EDGELM_BENCH_CACHE, else ~/.cache/edgelm-bench
 
 The code that fills a folder reads its path here (`cache_path(name)`), and
@@ -48,6 +49,12 @@ CACHES = (
         holds="ONNX exports per checkpoint, precision and target, reused while neither the "
               "checkpoint nor the exporter changes",
         filled_by="edgelm bench, make bench, benchmarks/*.py (edgelm.bench.exports)"),
+    CacheFolder(
+        name="verified", env="EDGELM_CACHE", under_env="verified",
+        default="~/.cache/edgelm/verified",
+        holds="the sha256 of each model file already checked, per file identity, so a "
+              "folder is hashed once rather than at every load (64 bytes a file)",
+        filled_by="every load of an exported folder (edgelm.hash_memo)"),
     CacheFolder(
         name="benchmarks", env="EDGELM_BENCH_CACHE", default="~/.cache/edgelm-bench",
         holds="the benchmark scripts' checkpoints (GPT-2 124M, BERT-base) and their "

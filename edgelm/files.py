@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelm.errors import ModelFolderError
+from edgelm.hash_memo import remembered_sha256
 
 CHUNK = 1 << 20
 
@@ -88,13 +89,17 @@ def read_capped(path: Path, *, cap: int, label: str) -> bytes:
 
 
 def sha256_regular(path: Path, *, cap: int, label: str) -> str:
-    """The sha256 of the regular file `path` (at most `cap` bytes), read in 1 MiB chunks."""
+    """The sha256 of the regular file `path` (at most `cap` bytes), read in 1 MiB chunks,
+    unless this file, unchanged since, was hashed before (edgelm.hash_memo)."""
     fd, _ = open_regular(path, cap=cap, label=label)
-    digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        def compute() -> str:
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                digest.update(chunk)
+            return digest.hexdigest()
+
+        return remembered_sha256(fd, path, compute)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -34,10 +34,11 @@ def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     fill(tmp_path / "edgelm" / "smollm2" / "model.safetensors", 2 * MB)
     fill(tmp_path / "edgelm" / "holdout.jsonl", 1000)
     fill(tmp_path / "edgelm" / "bench" / "gpt2-int8" / "model.onnx", MB)
+    fill(tmp_path / "edgelm" / "verified" / ("0" * 64), 64)
     fill(tmp_path / "bench-scripts" / "gpt2-124m" / "model.safetensors", 3 * MB)
     fill(tmp_path / "mine.txt", 10)
     return {"fixtures": tmp_path / "edgelm", "bench": tmp_path / "edgelm" / "bench",
-            "benchmarks": tmp_path / "bench-scripts", "mine": tmp_path / "mine.txt"}
+            "verified": tmp_path / "edgelm" / "verified", "benchmarks": tmp_path / "bench-scripts", "mine": tmp_path / "mine.txt"}
 
 
 def listing(output: str) -> dict[str, str]:
@@ -69,7 +70,7 @@ def test_cache_path_follows_the_variables(folders, monkeypatch):
     monkeypatch.delenv("EDGELM_CACHE")
     assert caches.cache_path("fixtures") == Path.home() / ".cache" / "edgelm-fixtures"
     assert caches.cache_path("bench") == Path.home() / ".cache" / "edgelm" / "bench"
-    with pytest.raises(ConfigError, match="the caches are fixtures, bench, benchmarks"):
+    with pytest.raises(ConfigError, match="the caches are fixtures, bench, verified, benchmarks"):
         caches.cache_path("hub")
 
 
@@ -77,7 +78,7 @@ def test_clear_one_cache_leaves_the_others_and_other_files(folders):
     result = invoke("cache", "clear", "fixtures", "--yes")
     assert result.exit_code == 0, result.output
     assert "cleared fixtures" in result.output
-    assert files(folders["fixtures"]) == ["bench/gpt2-int8/model.onnx"]
+    assert files(folders["fixtures"]) == ["bench/gpt2-int8/model.onnx", f"verified/{'0' * 64}"]
     assert files(folders["benchmarks"]) == ["gpt2-124m/model.safetensors"]
     assert folders["mine"].is_file()
 
@@ -97,7 +98,7 @@ def test_clear_asks_first(folders):
 
 def test_clear_refuses_a_path_for_a_name(folders):
     result = invoke("cache", "clear", str(folders["benchmarks"]), "--yes")
-    assert result.exit_code == 2 and "is not one of 'fixtures', 'bench', 'benchmarks'" \
+    assert result.exit_code == 2 and "is not one of 'fixtures', 'bench', 'verified', 'benchmarks'" \
         in result.output
     assert files(folders["benchmarks"]) == ["gpt2-124m/model.safetensors"]
 

@@ -1,0 +1,87 @@
+"""A folder's sha256 checks, remembered per file identity: hashed once, still caught when
+altered (edgelm.hash_memo)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+
+import edgelm
+import edgelm.files
+import edgelm.hash_memo
+from edgelm.errors import ModelFolderError
+
+
+@pytest.fixture()
+def folder(exported, tmp_path, monkeypatch):
+    """A private copy of an export (it gets altered), with its own memo folder."""
+    copy = tmp_path / "model"
+    shutil.copytree(exported("bert-cls", "fp32"), copy)
+    monkeypatch.setenv("EDGELM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(edgelm.hash_memo, "SETTLE_S", 0.0)  # the copy was just written
+    return copy
+
+
+@pytest.fixture()
+def hashed(monkeypatch):
+    """The names of the files sha256_regular hashed (those it did not remember)."""
+    seen: list[str] = []
+    real = edgelm.files.remembered_sha256
+
+    def counting(fd, path, compute):
+        def counted():
+            seen.append(path.name)
+            return compute()
+        return real(fd, path, counted)
+
+    monkeypatch.setattr(edgelm.files, "remembered_sha256", counting)
+    return seen
+
+
+def memo_entries() -> list[str]:
+    folder = edgelm.hash_memo.cache_path("verified")
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_a_folder_is_hashed_once(folder, hashed):
+    first = edgelm.Pipeline(folder, threads=1)("I loved it")
+    assert "model.onnx" in hashed and len(memo_entries()) == len(hashed)
+    hashed.clear()
+    assert edgelm.Pipeline(folder, threads=1)("I loved it") == first
+    assert hashed == []  # every file remembered
+
+
+def test_an_altered_file_is_still_caught(folder, hashed):
+    edgelm.Pipeline(folder, threads=1)
+    time.sleep(0.05)  # past the file clock's tick: the write gets a later change time
+    graph = folder / "model.onnx"
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit, same size, same path and inode
+    with open(graph, "r+b") as f:
+        f.write(data)
+    with pytest.raises(ModelFolderError, match="does not match its sha256"):
+        edgelm.Pipeline(folder, threads=1)
+
+
+def test_a_just_changed_file_is_not_remembered(folder, hashed, monkeypatch):
+    monkeypatch.setattr(edgelm.hash_memo, "SETTLE_S", 3600.0)
+    edgelm.Pipeline(folder, threads=1)
+    assert memo_entries() == []
+
+
+@pytest.mark.parametrize("how", ["shared folder", "switched off"])
+def test_no_memo_where_it_is_not_safe_or_wanted(folder, hashed, monkeypatch, how):
+    memo = edgelm.hash_memo.cache_path("verified")
+    if how == "shared folder":
+        memo.mkdir(parents=True)
+        os.chmod(memo, 0o777)  # another user could plant digests: not used
+    else:
+        monkeypatch.setenv("EDGELM_HASH_MEMO", "0")
+    edgelm.Pipeline(folder, threads=1)
+    assert memo_entries() == []
+    hashed.clear()
+    edgelm.Pipeline(folder, threads=1)
+    assert "model.onnx" in hashed  # hashed again
