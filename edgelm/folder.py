@@ -96,6 +96,17 @@ class ModelFolder:
             raise ModelFolderError(f"{self.folder}: {name} does not match its sha256 (altered "
                                    "or truncated); export the model again")
 
+    def _data_file_size(self, name: str, what: str, location: str) -> int | str:
+        """The size of the external data file `name`, or why it may not be read."""
+        if name not in self.manifest.files:
+            return f"{what} ({location!r}) is not a file listed in {MANIFEST_NAME}"
+        try:
+            confine(self.root, name, what)
+            return regular_size(self.path(name, Kind.WEIGHTS), cap=Kind.WEIGHTS.cap(),
+                                label=f"{what} ({name})")
+        except ModelFolderError as e:
+            return str(e)
+
     def present(self, relative: str) -> bool:
         """Whether the folder has this file, or its manifest lists it."""
         name = normalize(relative)
@@ -131,8 +142,9 @@ class ModelFolder:
                                  max_depth=LIMITS.graph_depth, label=str(self.folder / relative))
         if not self.trusted:
             base = path.relative_to(self.root).parent.as_posix()  # onnxruntime's base folder
+            sizes: dict[str, int | str] = {}  # each data file checked once, not per tensor
             problems = list(dict.fromkeys(p for ref in facts.external
-                                          if (p := self._external_problem(base, ref))))
+                                          if (p := self._external_problem(base, ref, sizes))))
             if problems:
                 shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)"
                                                    if len(problems) > 3 else "")
@@ -140,20 +152,22 @@ class ModelFolder:
                                        "again (or pass trust_folder=True if you trust it)")
         return path, facts
 
-    def _external_problem(self, base: str, ref: ExternalRef) -> str | None:
-        """Why the external data of one tensor may not be read, or None."""
+    def _external_problem(self, base: str, ref: ExternalRef, sizes: dict[str, int | str]
+                          ) -> str | None:
+        """Why the external data of one tensor may not be read, or None. `sizes` keeps each
+        data file's size, or why it may not be read, across the tensors of one graph."""
         what = f"the external data of tensor {ref.tensor!r}"
         if ref.location is None:
             return f"{what} has no location"
         try:
             name = posixpath.normpath(posixpath.join(base, normalize(ref.location, what)))
-            if name not in self.manifest.files:
-                return f"{what} ({ref.location!r}) is not a file listed in {MANIFEST_NAME}"
-            confine(self.root, name, what)
-            size = regular_size(self.path(name, Kind.WEIGHTS), cap=Kind.WEIGHTS.cap(),
-                                label=f"{what} ({name})")
         except ModelFolderError as e:
             return str(e)
+        if name not in sizes:
+            sizes[name] = self._data_file_size(name, what, ref.location)
+        size = sizes[name]
+        if isinstance(size, str):
+            return size
         numbers = [v for v in (ref.offset, ref.length) if v is not None]
         if not all(v.isascii() and v.isdigit() for v in numbers):
             return f"{what} has a non-numeric offset or length ({ref.offset!r}, {ref.length!r})"
