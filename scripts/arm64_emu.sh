@@ -42,7 +42,7 @@ setup() {
   printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' 0 1 2 3 > "$ROOT/cpuinfo"
   du -sb "$ROOT"/wheels/*.whl | awk '{s+=$1} END {printf "wheels: %.1f MB\n", s/1e6}'
   du -sb "$ROOT/site" | awk '{printf "installed: %.1f MB\n", $1/1e6}'
-  # the `serve` extra (pure Python) on top, measured apart from the runtime above
+  # the `serve` extra on top, measured apart from the runtime above
   mapfile -t serve < <("$PY" -c 'import tomllib,sys; [print(d) for d in tomllib.load(open(sys.argv[1],"rb"))["project"]["optional-dependencies"]["serve"]]' "$HERE/pyproject.toml")
   mkdir -p "$ROOT/serve-wheels"
   "$PY" -m pip download -q --only-binary=:all: --python-version 3.11 --implementation cp \

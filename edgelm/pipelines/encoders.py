@@ -145,8 +145,15 @@ class EmbeddingPipeline(EncoderPipeline):
     task = Task.FEATURE_EXTRACTION
 
     def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
+        return self.embed_counted(texts)[0]
+
+    def embed_counted(self, texts: str | Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """The embeddings, and how many tokens of each text the model read (truncated
+        texts count what was kept): a server's usage without tokenizing twice."""
         items, _ = check_texts(texts)
-        return np.stack([r.output for r in self._run(items)]).astype(np.float32)
+        results = self._run(items)
+        return (np.stack([r.output for r in results]).astype(np.float32),
+                [len(r.encoding.ids) for r in results])
 
 
 class TokenClassificationPipeline(EncoderPipeline):

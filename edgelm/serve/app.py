@@ -114,10 +114,11 @@ class Server:
     async def embeddings(self, request: Request) -> Response:
         req = schema.embedding_request(await self.body(request))
         model = find(self.models, req.model, (Task.FEATURE_EXTRACTION,), "/v1/embeddings")
-        vectors = await asyncio.wrap_future(model.worker.submit(req.inputs))  # type: ignore
-        tokens = await run_in_threadpool(_count_tokens, model.pipe, req.inputs)
+        counted = await asyncio.wrap_future(model.worker.submit(req.inputs))  # type: ignore
+        vectors = [vector for vector, _ in counted]
+        tokens = sum(count for _, count in counted)
         self.metrics.tokens.labels(model.name, "prompt").inc(tokens)
-        return JSONResponse(shapes.embeddings(model.name, vectors, req.base64, tokens))
+        return shapes.FloatsResponse(shapes.embeddings(model.name, vectors, req.base64, tokens))
 
     async def classify(self, request: Request) -> Response:
         req = schema.classify_request(await self.body(request))
@@ -144,10 +145,6 @@ class Server:
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-def _count_tokens(pipe: Any, texts: list[str]) -> int:
-    return sum(len(e.ids) for e in pipe.tokenizer.encode_batch(texts).encodings)
 
 
 def build_app(models: dict[str, ServedModel], options: ServeOptions, metrics: Metrics

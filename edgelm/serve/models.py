@@ -84,12 +84,20 @@ def _serve(name: str, pipe: Any, options: ServeOptions, metrics: Metrics) -> Ser
 
 
 def _encoder_call(pipe: Any) -> Any:
-    """texts -> one result per text: embedding rows, ranked labels, or entities."""
+    """texts -> one result per text: (embedding row, token count), ranked labels, or
+    entities."""
     if pipe.task is Task.TEXT_CLASSIFICATION:
         labels = len(pipe.manifest.labels)
         return lambda texts, _key: pipe(texts, top_k=labels) if labels > 1 \
             else [[r] for r in pipe(texts)]
-    return lambda texts, _key: list(pipe(texts))
+    if pipe.task is Task.TOKEN_CLASSIFICATION:
+        return lambda texts, _key: list(pipe(texts))
+
+    def embed(texts: list[str], _key: Any) -> list[tuple[Any, int]]:
+        vectors, counts = pipe.embed_counted(texts)
+        return list(zip(vectors, counts))  # (vector, tokens) per text
+
+    return embed
 
 
 def find(models: dict[str, ServedModel], name: str | None, tasks: tuple[Task, ...],
