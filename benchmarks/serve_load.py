@@ -77,64 +77,77 @@ async def stream_one(c: httpx.AsyncClient, prompt: str, max_tokens: int) -> tupl
     return (first if first is not None else time.perf_counter() - started), usage or chunks
 
 
+async def connected(url: str, clients: int, health: str) -> list[httpx.AsyncClient]:
+    """`clients` HTTP clients, each with its connection open (a GET of `health`): the
+    rounds time requests, not connection set-up."""
+    opened = [httpx.AsyncClient(base_url=url, timeout=600) for _ in range(clients)]
+    await asyncio.gather(*[c.get(health) for c in opened])
+    return opened
+
+
 async def generation_round(url: str, clients: int, each: int, max_tokens: int,
-                           deadline_s: float) -> dict:
+                           deadline_s: float, health: str) -> dict:
     ttfts: list[float] = []
     total = 0
     deadline = time.monotonic() + deadline_s
+    opened = await connected(url, clients, health)
 
-    async def client(k: int) -> None:
+    async def client(k: int, c: httpx.AsyncClient) -> None:
         nonlocal total
-        async with httpx.AsyncClient(base_url=url, timeout=600) as c:
-            for i in range(each):
-                if time.monotonic() > deadline:
-                    return
-                ttft, tokens = await stream_one(c, PROMPTS[(k + i) % len(PROMPTS)], max_tokens)
-                ttfts.append(ttft)
-                total += tokens
+        for i in range(each):
+            if time.monotonic() > deadline:
+                return
+            ttft, tokens = await stream_one(c, PROMPTS[(k + i) % len(PROMPTS)], max_tokens)
+            ttfts.append(ttft)
+            total += tokens
 
     started = time.perf_counter()
-    await asyncio.gather(*[client(k) for k in range(clients)])
+    await asyncio.gather(*[client(k, c) for k, c in enumerate(opened)])
     wall = time.perf_counter() - started
+    await asyncio.gather(*[c.aclose() for c in opened])
     return {"clients": clients, "requests": len(ttfts), "tokens": total, "seconds": wall,
             "tokens_per_s": total / wall, "ttft_p50_s": statistics.median(ttfts)}
 
 
-async def encoder_round(url: str, path: str, clients: int, total: int, deadline_s: float
-                        ) -> dict:
+async def encoder_round(url: str, path: str, clients: int, total: int, deadline_s: float,
+                        health: str) -> dict:
     done = 0
     deadline = time.monotonic() + deadline_s
     field = "input" if path == "/v1/embeddings" else "inputs"
+    opened = await connected(url, clients, health)
 
-    async def client(k: int) -> None:
+    async def client(k: int, c: httpx.AsyncClient) -> None:
         nonlocal done
-        async with httpx.AsyncClient(base_url=url, timeout=600) as c:
-            for i in range(k, total, clients):
-                if time.monotonic() > deadline:
-                    return
-                text = f"{PROMPTS[i % len(PROMPTS)]} (request {i})"
-                (await c.post(path, json={"model": "enc", field: text})).raise_for_status()
-                done += 1
+        for i in range(k, total, clients):
+            if time.monotonic() > deadline:
+                return
+            text = f"{PROMPTS[i % len(PROMPTS)]} (request {i})"
+            (await c.post(path, json={"model": "enc", field: text})).raise_for_status()
+            done += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*[client(k) for k in range(clients)])
+    await asyncio.gather(*[client(k, c) for k, c in enumerate(opened)])
     wall = time.perf_counter() - started
+    await asyncio.gather(*[c.aclose() for c in opened])
     return {"clients": clients, "requests": done, "seconds": wall, "requests_per_s": done / wall}
 
 
-def generation(url: str, args: argparse.Namespace) -> dict:
-    asyncio.run(generation_round(url, 1, 1, 4, args.deadline))  # warm-up
+def generation(url: str, args: argparse.Namespace, health: str) -> dict:
+    asyncio.run(generation_round(url, 1, 1, 4, args.deadline, health))  # warm-up
     one = asyncio.run(generation_round(url, 1, args.requests * 2, args.max_tokens,
-                                       args.deadline))
-    eight = asyncio.run(generation_round(url, 8, args.requests, args.max_tokens, args.deadline))
+                                       args.deadline, health))
+    eight = asyncio.run(generation_round(url, 8, args.requests, args.max_tokens, args.deadline,
+                                         health))
     return {"one_client": one, "eight_clients": eight,
             "tokens_per_s_ratio": eight["tokens_per_s"] / one["tokens_per_s"]}
 
 
 def encoders(url: str, path: str, args: argparse.Namespace) -> dict:
-    asyncio.run(encoder_round(url, path, 4, 16, args.deadline))  # warm-up
-    seq = asyncio.run(encoder_round(url, path, 1, args.encoder_requests, args.deadline))
-    many = asyncio.run(encoder_round(url, path, 32, args.encoder_requests, args.deadline))
+    asyncio.run(encoder_round(url, path, 4, 16, args.deadline, "/health"))  # warm-up
+    seq = asyncio.run(encoder_round(url, path, 1, args.encoder_requests, args.deadline,
+                                    "/health"))
+    many = asyncio.run(encoder_round(url, path, 32, args.encoder_requests, args.deadline,
+                                     "/health"))
     return {"path": path, "sequential": seq, "32_clients": many,
             "throughput_ratio": many["requests_per_s"] / seq["requests_per_s"]}
 
@@ -223,7 +236,7 @@ def main() -> None:
     parser.add_argument("--max-context", type=int, default=512)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests", type=int, default=2, help="per generation client")
-    parser.add_argument("--encoder-requests", type=int, default=256)
+    parser.add_argument("--encoder-requests", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--deadline", type=float, default=300, help="seconds per loop")
     parser.add_argument("--json", type=Path)
@@ -236,7 +249,7 @@ def main() -> None:
     for r in range(args.rounds):
         for server in servers(args):
             with server.start(free_port()) as url:
-                result = {"generation": generation(url, args)}
+                result = {"generation": generation(url, args, server.health)}
                 if server.name == "edgelm" and path:
                     result["encoder"] = encoders(url, path, args)
             rounds.setdefault(server.name, []).append(result)
