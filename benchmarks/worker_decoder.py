@@ -4,6 +4,7 @@
     python worker_decoder.py edgelm FOLDER --threads 2
     python worker_decoder.py ct2 CT2_FOLDER --threads 2   (CTranslate2's own environment)
     python worker_decoder.py genai GENAI_FOLDER --threads 2   (onnxruntime-genai's)
+    python worker_decoder.py llama MODEL.gguf --threads 2 --beams 1   (llama-cpp-python's)
     python worker_decoder.py torch CHECKPOINT --device cuda --batches 1,16  (fp16 on the GPU)
 
 Prints one JSON line: load_s, ttft_ms, per_token_ms, tokens_per_s (new tokens
@@ -118,6 +119,26 @@ def genai_engine(path: str, threads: int, device: str):
     return generate, int(vocab)
 
 
+def llama_engine(path: str, threads: int, device: str):
+    """llama.cpp through llama-cpp-python's Llama: greedy, one sequence (no beams)."""
+    import llama_cpp
+
+    model = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads,
+                            n_ctx=2048, n_batch=512, verbose=False)
+
+    def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
+                 ) -> None:
+        if beams > 1 or len(rows) > 1:
+            raise SystemExit("the llama engine runs one greedy sequence: pass --beams 1")
+        model.reset()
+        model.eval(rows[0])
+        for _ in range(1 if first_only else new):
+            token = model.sample(top_k=1, temp=0.0)  # greedy, whatever the token (no eos)
+            model.eval([token])
+
+    return generate, int(model.n_vocab())
+
+
 def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
             batches: list[int], vocab: int, prompt: int) -> dict[str, float]:
     """TTFT, per-token time and tokens/s at batch 1, beam tokens/s, tokens/s at `batches`."""
@@ -153,7 +174,7 @@ def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("engine", choices=["torch", "edgelm", "ct2", "genai"])
+    parser.add_argument("engine", choices=["torch", "edgelm", "ct2", "genai", "llama"])
     parser.add_argument("path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", type=int, default=16)
@@ -168,7 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     engines = {"torch": torch_engine, "edgelm": edgelm_engine, "ct2": ct2_engine,
-               "genai": genai_engine}
+               "genai": genai_engine, "llama": llama_engine}
     generate, vocab = engines[args.engine](args.path, args.threads, args.device)
     load_s = time.perf_counter() - start
     ids = [prompt_ids(args.prompt, vocab)]

@@ -1,0 +1,83 @@
+"""SmolLM2-135M decoding: edgelm int4/int8 against llama.cpp Q4_0/Q8_0, batch 1.
+
+    python benchmarks/llama_cpp_decode.py --int4 FOLDER --int8 FOLDER \\
+        --q4 Q4_0.gguf --q8 Q8_0.gguf --llama-python .venv-llama/bin/python \\
+        [--prompts 16,512] [--bursts 5 --calls 2] [--threads 2]
+
+The GGUFs come from the same checkpoint as the edgelm folders (the packaged SmolLM2
+dequantized by edgelm.export.zoo): llama.cpp's converter from llama-cpp-python's source
+distribution (`vendor/llama.cpp/convert_hf_to_gguf.py CHECKPOINT --outtype f16`, with
+`gguf` and `sentencepiece` installed), then `llama_cpp.llama_model_quantize` to Q4_0 and
+Q8_0. Each engine runs in its own worker (worker_decoder.py; llama.cpp through
+llama-cpp-python's Llama.eval/sample, greedy, exactly --new tokens) and the engines take
+turns in bursts of greedy generations (harness.run_interleaved). Per prompt length:
+tokens/s over the whole call (prompt included), median time to first token, ratios of
+paired bursts. Results: results/llama_cpp_decode-<cpu>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import Engine, hardware, machine_tag, run_interleaved, versus_lines, write_results
+
+HERE = Path(__file__).resolve().parent
+PAIRS = [("edgelm int4", "llama.cpp Q4_0"), ("edgelm int8", "llama.cpp Q8_0")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--int4", type=Path, required=True)
+    parser.add_argument("--int8", type=Path, required=True)
+    parser.add_argument("--q4", type=Path, required=True)
+    parser.add_argument("--q8", type=Path, required=True)
+    parser.add_argument("--llama-python", type=Path, required=True)
+    parser.add_argument("--prompts", default="16,512")
+    parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bursts", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2)
+    args = parser.parse_args()
+    worker = str(HERE / "worker_decoder.py")
+    info = hardware()
+    lines = [f"# SmolLM2-135M, edgelm vs llama.cpp ({info['cpu']}, {args.threads} threads)", "",
+             f"Batch 1, greedy, {args.new} new tokens; {args.bursts} bursts of {args.calls} "
+             "calls per engine, taking turns; tokens/s over the whole call (prompt included).",
+             ""]
+    payload: dict = {"hardware": info, "args": {k: str(v) for k, v in vars(args).items()},
+                     "prompts": {}}
+    for prompt in [int(p) for p in args.prompts.split(",")]:
+        common = ["--threads", str(args.threads), "--prompt", str(prompt), "--new",
+                  str(args.new), "--beams", "1", "--runs", "3"]
+        engines = [
+            Engine(name="edgelm int4", command=[sys.executable, worker, "edgelm",
+                                                str(args.int4), *common]),
+            Engine(name="llama.cpp Q4_0", command=[str(args.llama_python), worker, "llama",
+                                                   str(args.q4), *common]),
+            Engine(name="edgelm int8", command=[sys.executable, worker, "edgelm",
+                                                str(args.int8), *common]),
+            Engine(name="llama.cpp Q8_0", command=[str(args.llama_python), worker, "llama",
+                                                   str(args.q8), *common]),
+        ]
+        results = run_interleaved(engines, bursts=args.bursts, calls=args.calls)
+        lines += [f"## {prompt}-token prompt", "",
+                  "| engine | tokens/s (median call) | time to first token | peak RSS MB |",
+                  "|---|---|---|---|"]
+        for name, r in results.items():
+            lines.append(f"| {name} | {args.new / (r.ms / 1e3):.1f} | "
+                         f"{r.final['ttft_ms']:.1f} ms | {r.final['peak_rss_mb']:.0f} |")
+        ratio_lines, ratios = versus_lines(results, PAIRS)
+        lines += ratio_lines + [""]
+        payload["prompts"][str(prompt)] = {
+            "ratios": ratios,
+            "engines": {n: {"median_ms": r.ms, "final": r.final, "bursts": r.bursts}
+                        for n, r in results.items()}}
+    text = "\n".join(lines) + "\n"
+    print(text)
+    write_results(HERE / "results" / f"llama_cpp_decode-{machine_tag(info)}", payload, text)
+
+
+if __name__ == "__main__":
+    main()
