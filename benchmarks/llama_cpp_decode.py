@@ -1,18 +1,20 @@
-"""SmolLM2-135M decoding: edgelm int4/int8 against llama.cpp Q4_0/Q8_0, batch 1.
+"""Decoding, edgelm int4/int8 against llama.cpp Q4_0/Q8_0, batch 1.
 
-    python benchmarks/llama_cpp_decode.py --int4 FOLDER --int8 FOLDER \\
+    python benchmarks/llama_cpp_decode.py --model smollm2-135m --int4 FOLDER --int8 FOLDER \\
         --q4 Q4_0.gguf --q8 Q8_0.gguf --llama-python .venv-llama/bin/python \\
         [--prompts 16,512] [--bursts 5 --calls 2] [--threads 2]
 
-The GGUFs come from the same checkpoint as the edgelm folders (the packaged SmolLM2
-dequantized by edgelm.export.zoo): llama.cpp's converter from llama-cpp-python's source
-distribution (`vendor/llama.cpp/convert_hf_to_gguf.py CHECKPOINT --outtype f16`, with
-`gguf` and `sentencepiece` installed), then `llama_cpp.llama_model_quantize` to Q4_0 and
-Q8_0. Each engine runs in its own worker (worker_decoder.py; llama.cpp through
+The GGUFs come from the same checkpoint as the edgelm folders (SmolLM2-135M: the packaged
+one dequantized by edgelm.export.zoo; Qwen2.5-0.5B: gpt2_decode's random-weight checkpoint
+of that shape): llama.cpp's converter from llama-cpp-python's source distribution
+(`vendor/llama.cpp/convert_hf_to_gguf.py CHECKPOINT --outtype f16`, with `gguf` and
+`sentencepiece` installed; the random checkpoint's tokenizer is one the converter does not
+know, so its pre-tokenizer check is answered "qwen2": speed does not depend on the
+vocabulary's text), then `llama_cpp.llama_model_quantize` to Q4_0 and Q8_0. Each engine runs in its own worker (worker_decoder.py; llama.cpp through
 llama-cpp-python's Llama.eval/sample, greedy, exactly --new tokens) and the engines take
 turns in bursts of greedy generations (harness.run_interleaved). Per prompt length:
 tokens/s over the whole call (prompt included), median time to first token, ratios of
-paired bursts. Results: results/llama_cpp_decode-<cpu>.{md,json}.
+paired bursts. Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ PAIRS = [("edgelm int4", "llama.cpp Q4_0"), ("edgelm int8", "llama.cpp Q8_0")]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", help="names the results file")
     parser.add_argument("--int4", type=Path, required=True)
     parser.add_argument("--int8", type=Path, required=True)
     parser.add_argument("--q4", type=Path, required=True)
@@ -42,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     worker = str(HERE / "worker_decoder.py")
     info = hardware()
-    lines = [f"# SmolLM2-135M, edgelm vs llama.cpp ({info['cpu']}, {args.threads} threads)", "",
+    lines = [f"# {args.model}, edgelm vs llama.cpp ({info['cpu']}, {args.threads} threads)", "",
              f"Batch 1, greedy, {args.new} new tokens; {args.bursts} bursts of {args.calls} "
              "calls per engine, taking turns; tokens/s over the whole call (prompt included).",
              ""]
@@ -76,7 +79,8 @@ def main() -> None:
                         for n, r in results.items()}}
     text = "\n".join(lines) + "\n"
     print(text)
-    write_results(HERE / "results" / f"llama_cpp_decode-{machine_tag(info)}", payload, text)
+    write_results(HERE / "results" / f"llama_cpp_decode-{args.model}-{machine_tag(info)}",
+                  payload, text)
 
 
 if __name__ == "__main__":
