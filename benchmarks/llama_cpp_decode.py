@@ -8,13 +8,17 @@ The GGUFs come from the same checkpoint as the edgelm folders (SmolLM2-135M: the
 one dequantized by edgelm.export.zoo; Qwen2.5-0.5B: gpt2_decode's random-weight checkpoint
 of that shape): llama.cpp's converter from llama-cpp-python's source distribution
 (`vendor/llama.cpp/convert_hf_to_gguf.py CHECKPOINT --outtype f16`, with `gguf` and
-`sentencepiece` installed; the random checkpoint's tokenizer is one the converter does not
-know, so its pre-tokenizer check is answered "qwen2": speed does not depend on the
-vocabulary's text), then `llama_cpp.llama_model_quantize` to Q4_0 and Q8_0. Each engine runs in its own worker (worker_decoder.py; llama.cpp through
-llama-cpp-python's Llama.eval/sample, greedy, exactly --new tokens) and the engines take
-turns in bursts of greedy generations (harness.run_interleaved). Per prompt length:
-tokens/s over the whole call (prompt included), median time to first token, ratios of
-paired bursts. Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
+`sentencepiece` installed), then `llama_cpp.llama_model_quantize` to Q4_0 and Q8_0. The
+random checkpoint's tokenizer has no merges, which llama.cpp refuses: its GGUF is
+converted from a copy of the checkpoint holding SmolLM2's tokenizer files (padded to the
+vocabulary), with the converter's pre-tokenizer check answered by
+`conversion.base.TextModel.get_vocab_base_pre = lambda self, tok: "qwen2"` (speed does
+not depend on the vocabulary's text; the prompts are token ids).
+
+Each engine runs in its own worker (worker_decoder.py; llama.cpp through llama-cpp-python's
+Llama.eval/sample, greedy, exactly --new tokens) and the engines take turns in bursts of
+greedy generations (harness.run_interleaved). Per prompt length: tokens/s over the whole
+call (prompt included), median time to first token, ratios of paired bursts. Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
 """
 
 from __future__ import annotations
