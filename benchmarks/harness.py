@@ -179,6 +179,9 @@ def machine_tag(info: dict[str, Any]) -> str:
 
 
 def write_results(path: Path, payload: dict[str, Any], markdown: str) -> None:
+    """path.json and path.md (a .json or .md ending of `path` is dropped first; any other
+    dot belongs to the name, as in qwen2.5-0.5b)."""
+    stem = str(path.with_suffix("") if path.suffix in (".json", ".md") else path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    path.with_suffix(".md").write_text(markdown)
+    Path(f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    Path(f"{stem}.md").write_text(markdown)

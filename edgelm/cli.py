@@ -411,7 +411,7 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
                            trust_folder=trust_folder)
     if not on_ray:
         if replicas != 1 or ray_address:
-            raise click.UsageError("--replicas and --ray-address need --ray")
+            raise ConfigError("--replicas and --ray-address need --ray")
         debug = bool(ctx.obj and ctx.obj.get("debug"))
         run_server(list(folders), options, log_level="debug" if debug else "info")
         return

@@ -80,7 +80,7 @@ def embeddings(model: str, vectors: list[np.ndarray], as_base64: bool, tokens: i
     def encoded(v: np.ndarray) -> Any:
         if as_base64:  # OpenAI's: little-endian float32 bytes
             return base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
-        return v.astype(np.float32)  # FloatsResponse writes float32 arrays as they are
+        return np.asarray(v, np.float32)  # FloatsResponse writes float32 arrays as they are
 
     return {"object": "list", "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": encoded(v)}

@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -90,7 +89,7 @@ def spawned(command: Sequence[str], port: int, *, health: str = "/health",
                 try:
                     with urllib.request.urlopen(url + health, timeout=2) as reply:
                         up = reply.status == 200
-                except (OSError, urllib.error.URLError):
+                except OSError:  # refused, reset, timed out, or an HTTP error status
                     time.sleep(0.2)
             if not up:
                 process.kill()
