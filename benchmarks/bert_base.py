@@ -19,7 +19,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Engine, hardware, paired_ratio, run_interleaved, versus, write_results
+from harness import (
+    Engine,
+    hardware,
+    machine_tag,
+    paired_ratio,
+    run_interleaved,
+    versus,
+    write_results,
+)
 
 from edgelm.bench.exports import cached_export
 from edgelm.caches import cache_path
@@ -62,7 +70,9 @@ def checkpoint(shape: str = "bert-base") -> Path:
 def optimum_exports(ckpt: Path, python: str, simd: list[str]) -> dict[str, Path]:
     cli = [python, "-m", "optimum.commands.optimum_cli"]
     work = ckpt.parent
-    fp32, o2, int8 = work / "optimum-fp32", work / "optimum-o2", work / "optimum-int8"
+    arch = "avx512_vnni" if "avx512_vnni" in simd else "avx2"
+    # optimum bakes the instruction set into the quantized graph: one folder per set
+    fp32, o2, int8 = work / "optimum-fp32", work / "optimum-o2", work / f"optimum-int8-{arch}"
     if not (fp32 / "model.onnx").exists():
         subprocess.run([*cli, "export", "onnx", "--model", str(ckpt), "--task",
                         "text-classification", str(fp32)], check=True)
@@ -70,8 +80,7 @@ def optimum_exports(ckpt: Path, python: str, simd: list[str]) -> dict[str, Path]
         subprocess.run([*cli, "export", "onnx", "--model", str(ckpt), "--task",
                         "text-classification", "--optimize", "O2", str(o2)], check=True)
     if not (int8 / "model_quantized.onnx").exists():
-        arch = "--avx512_vnni" if "avx512_vnni" in simd else "--avx2"
-        subprocess.run([*cli, "onnxruntime", "quantize", "--onnx_model", str(fp32), arch,
+        subprocess.run([*cli, "onnxruntime", "quantize", "--onnx_model", str(fp32), f"--{arch}",
                         "-o", str(int8)], check=True)
     found = {"optimum fp32": fp32 / "model.onnx", "optimum O2 fp32": o2 / "model.onnx",
              "optimum int8": int8 / "model_quantized.onnx"}
@@ -158,7 +167,7 @@ def main() -> None:
               f"--optimum-python .venv-optimum/bin/python --bursts {args.bursts} "
               f"--calls {args.calls} --shape {args.shape}`\n\n")
     markdown = header + "\n".join(table) + "\n"
-    name = "bert_base" if args.shape == "bert-base" else args.shape.replace("-", "_")
+    name = f"{args.shape.replace('-', '_')}-{machine_tag(info)}"
     write_results(HERE / "results" / name, {"hardware": info, "rows": rows,
                                              "vs_optimum": ratios, "int8_quality": quality},
                   markdown)
