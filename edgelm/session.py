@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 _PROVIDERS = {Device.CPU: "CPUExecutionProvider", Device.CUDA: "CUDAExecutionProvider"}
 
 # onnxruntime would fuse the exported Add + LayerNormalization back into
-# SkipLayerNormalization at load, whose CPU kernel is ~3x slower (export/optimize.py).
-CPU_DISABLED_FUSIONS = ["SkipLayerNormFusion"]
+# SkipLayerNormalization at load, and Add + Gelu into BiasGelu, whose CPU kernels are
+# slower than the ops they replace (export/optimize.py).
+CPU_DISABLED_FUSIONS = ["SkipLayerNormFusion", "BiasGeluFusion"]
 
 
 def resolve_device(device: str | Device) -> Device:

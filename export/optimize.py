@@ -26,15 +26,21 @@ INT8_OP_TYPES = ["MatMul", "Attention", "EmbedLayerNormalization"]
 
 def fuse(source: Path, target: Path, *, recipe: EncoderRecipe, config: Any,
          gpu: bool = False) -> None:
-    """Fuse attention, embeddings and GELU (and, for the GPU, the residual layer norms).
+    """Fuse attention, embeddings and GELU (and, for the GPU, the residual layer norms
+    and GELU's bias).
 
-    `gpu`: the fusions meant for the CUDA provider's kernels. On the CPU the residual
-    stream stays Add + LayerNormalization: onnxruntime's CPU SkipLayerNormalization is
-    a scalar loop, ~3x slower than the two ops it replaces (0.32 vs 0.12 ms at 128x768,
-    2 threads, onnxruntime 1.32): 5 ms of BERT-base's 86 ms int8 call.
+    `gpu`: the fusions meant for the CUDA provider's kernels. onnxruntime's CPU kernels
+    for two of them are slower than the ops they replace (2 threads, onnxruntime 1.32):
+    - SkipLayerNormalization is a scalar loop, ~3x slower than Add + LayerNormalization
+      (0.32 vs 0.12 ms at 128x768): 5 ms of BERT-base's 86 ms int8 call on AVX2.
+    - BiasGelu computes erf more slowly than Gelu does, though Gelu leaves the bias to
+      an Add, which the quantized MatMul before it then takes in: BERT-base's 12 took
+      3.15 ms against Gelu's 1.85 ms (AVX-512 VNNI), 1.05x on the whole int8 call.
+    session.CPU_DISABLED_FUSIONS keeps onnxruntime from making them again at load.
     """
     options = FusionOptions(recipe.optimizer_type)
     options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = gpu
+    options.enable_bias_gelu = gpu
     model = optimize_model(
         str(source), model_type=recipe.optimizer_type,
         num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size),
@@ -88,6 +94,10 @@ def float_nodes(path: Path, keep: tuple[KeepFloat, ...], layer_pattern: str) -> 
 def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...], layer_pattern: str
             ) -> None:
     """Dynamic int8: per-channel signed weights, activations quantized per call."""
+    model = onnx.load(str(source))
+    if own_embedding_norm_inputs(model):
+        source = source.with_name(f"{source.stem}-own{source.suffix}")
+        onnx.save(model, str(source))
     quantize_dynamic(
         str(source), str(target),
         op_types_to_quantize=INT8_OP_TYPES,
@@ -96,6 +106,34 @@ def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...], layer_patte
         weight_type=QuantType.QInt8,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     )
+
+
+def own_embedding_norm_inputs(model: onnx.ModelProto) -> int:
+    """Give EmbedLayerNormalization its own copy of every initializer other nodes read
+    too; returns how many were copied.
+
+    torch.onnx stores equal constants once, so where norms share values (untrained
+    ones: scale 1, shift 0) every LayerNormalization and bias Add reads the embedding
+    norm's tensors. Quantizing EmbedLayerNormalization quantizes its inputs in place:
+    those nodes would then read int8 copies, dequantized at every call (73
+    DequantizeLinear nodes in BERT-base), and lose precision.
+    """
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    readers = Counter(name for node in graph.node for name in node.input)
+    copied = 0
+    for node in graph.node:
+        if node.op_type != "EmbedLayerNormalization":
+            continue
+        for slot, name in enumerate(node.input):
+            if name in initializers and readers[name] > 1:
+                own = onnx.TensorProto()
+                own.CopyFrom(initializers[name])
+                own.name = f"{name}/{node.name}"
+                graph.initializer.append(own)
+                node.input[slot] = own.name
+                copied += 1
+    return copied
 
 
 def int8_description(keep: tuple[KeepFloat, ...]) -> dict[str, object]:
