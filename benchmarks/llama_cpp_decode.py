@@ -16,9 +16,11 @@ vocabulary), with the converter's pre-tokenizer check answered by
 not depend on the vocabulary's text; the prompts are token ids).
 
 Each engine runs in its own worker (worker_decoder.py; llama.cpp through llama-cpp-python's
-Llama.eval/sample, greedy, exactly --new tokens) and the engines take turns in bursts of
-greedy generations (harness.run_interleaved). Per prompt length: tokens/s over the whole
-call (prompt included), median time to first token, ratios of paired bursts. Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
+Llama.eval/sample, greedy, exactly --new tokens, flash attention on) and the engines take
+turns in bursts of greedy generations (harness.run_interleaved). Per prompt length:
+tokens/s over the whole call (prompt included), median time to first token, ratios of
+paired bursts. At the first prompt length each worker also decodes --batch equal rows
+together at the end (llama.cpp through its batched API: worker_decoder.llama_engine). Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ from harness import Engine, hardware, machine_tag, run_interleaved, versus_lines
 
 HERE = Path(__file__).resolve().parent
 PAIRS = [("edgelm int4", "llama.cpp Q4_0"), ("edgelm int8", "llama.cpp Q8_0")]
+
+
+def batch_lines(results: dict, batch: int) -> list[str]:
+    """Aggregate tokens/s with `batch` equal rows, measured by each worker after its
+    bursts (median of 3 generations; edgelm's batched pipeline, llama.cpp's batched
+    API)."""
+    key = f"tokens_per_s_b{batch}"
+    lines = [f"Batch {batch} (tokens/s of all rows together, median of 3 generations per "
+             "engine after its bursts):", "", "| engine | tokens/s |", "|---|---|"]
+    lines += [f"| {name} | {r.final[key]:.1f} |" for name, r in results.items()]
+    lines += [f"\n{ours} vs {theirs} at batch {batch}: "
+              f"**{results[ours].final[key] / results[theirs].final[key]:.2f}x**"
+              for ours, theirs in PAIRS]
+    return lines + [""]
 
 
 def main() -> None:
@@ -46,6 +62,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8,
+                        help="also rows decoded together, at the first prompt length (1: not)")
     args = parser.parse_args()
     worker = str(HERE / "worker_decoder.py")
     info = hardware()
@@ -55,9 +73,13 @@ def main() -> None:
              ""]
     payload: dict = {"hardware": info, "args": {k: str(v) for k, v in vars(args).items()},
                      "prompts": {}}
-    for prompt in [int(p) for p in args.prompts.split(",")]:
+    prompts = [int(p) for p in args.prompts.split(",")]
+    first = prompts[0]
+    for prompt in prompts:
         common = ["--threads", str(args.threads), "--prompt", str(prompt), "--new",
                   str(args.new), "--beams", "1", "--runs", "3"]
+        if prompt == first and args.batch > 1:
+            common += ["--batches", str(args.batch)]
         engines = [
             Engine(name="edgelm int4", command=[sys.executable, worker, "edgelm",
                                                 str(args.int4), *common]),
@@ -77,6 +99,8 @@ def main() -> None:
                          f"{r.final['ttft_ms']:.1f} ms | {r.final['peak_rss_mb']:.0f} |")
         ratio_lines, ratios = versus_lines(results, PAIRS)
         lines += ratio_lines + [""]
+        if prompt == first and args.batch > 1:
+            lines += batch_lines(results, args.batch)
         payload["prompts"][str(prompt)] = {
             "ratios": ratios,
             "engines": {n: {"median_ms": r.ms, "final": r.final, "bursts": r.bursts}

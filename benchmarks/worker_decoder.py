@@ -120,23 +120,74 @@ def genai_engine(path: str, threads: int, device: str):
 
 
 def llama_engine(path: str, threads: int, device: str):
-    """llama.cpp through llama-cpp-python's Llama: greedy, one sequence (no beams)."""
+    """llama.cpp through llama-cpp-python: one greedy sequence through its Llama class;
+    several rows through llama.cpp's own batched API (one llama_batch holding every
+    row's tokens under its own sequence id, one llama_decode per step), in a context
+    made for that many sequences with the Llama class's settings (each row's tokens
+    equal its tokens alone: checked on SmolLM2 Q8_0)."""
     import llama_cpp
+    from llama_cpp import _internals
 
+    # flash attention on, as llama.cpp's own tools default to on the CPU (the Llama class
+    # defaults to off): 1.1x its tokens/s at batch 8 here, the same tokens
     model = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads,
-                            n_ctx=2048, n_batch=512, verbose=False)
+                            n_ctx=2048, n_batch=512, flash_attn=True, verbose=False)
+    vocab = int(model.n_vocab())
+    contexts: dict[int, _internals.LlamaContext] = {}
+
+    def context_for(rows: int) -> _internals.LlamaContext:
+        if rows not in contexts:
+            params = llama_cpp.llama_context_params.from_buffer_copy(model.context_params)
+            params.n_ctx, params.n_batch, params.n_seq_max = 1024 * rows, 512 * rows, rows
+            contexts[rows] = _internals.LlamaContext(model=model._model, params=params,
+                                                     verbose=False)
+        return contexts[rows]
+
+    def batched(rows: list[list[int]], new: int) -> list[list[int]]:
+        """Each row's `new` greedy tokens."""
+        ctx = context_for(len(rows))
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx.ctx), True)
+        batch = llama_cpp.llama_batch_init(sum(map(len, rows)), 0, len(rows))
+        try:
+            def step(tokens: list[tuple[int, int, int, bool]]) -> None:
+                batch.n_tokens = len(tokens)
+                for i, (token, pos, seq, wanted) in enumerate(tokens):
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
+                    batch.seq_id[i][0], batch.logits[i] = seq, wanted
+                if llama_cpp.llama_decode(ctx.ctx, batch) != 0:
+                    raise RuntimeError("llama_decode failed")
+
+            step([(t, p, s, p == len(row) - 1) for s, row in enumerate(rows)
+                  for p, t in enumerate(row)])
+            lengths, generated = [len(row) for row in rows], [[] for _ in rows]
+            for _ in range(new):
+                # the last decode's outputs, in row order, counted from the end
+                picks = [int(np.ctypeslib.as_array(
+                    llama_cpp.llama_get_logits_ith(ctx.ctx, i - len(rows)), shape=(vocab,)
+                ).argmax()) for i in range(len(rows))]
+                for tokens, pick in zip(generated, picks):
+                    tokens.append(pick)
+                step([(t, lengths[s], s, True) for s, t in enumerate(picks)])
+                lengths = [n + 1 for n in lengths]
+            return generated
+        finally:
+            llama_cpp.llama_batch_free(batch)
 
     def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
-                 ) -> None:
-        if beams > 1 or len(rows) > 1:
-            raise SystemExit("the llama engine runs one greedy sequence: pass --beams 1")
+                 ) -> list[list[int]]:
+        if beams > 1:
+            raise SystemExit("the llama engine has no beam search: pass --beams 1")
+        if len(rows) > 1:
+            return batched(rows, 1 if first_only else new)
         model.reset()
         model.eval(rows[0])
+        tokens = []
         for _ in range(1 if first_only else new):
-            token = model.sample(top_k=1, temp=0.0)  # greedy, whatever the token (no eos)
-            model.eval([token])
+            tokens.append(model.sample(top_k=1, temp=0.0))  # greedy, whatever the token
+            model.eval([tokens[-1]])
+        return [tokens]
 
-    return generate, int(model.n_vocab())
+    return generate, vocab
 
 
 def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
