@@ -28,6 +28,20 @@ class DecodeState:
     # Per-row inputs that never change while decoding (an encoder-decoder's cross-attention
     # keys and values and source mask): fed on every call, rows selected with the cache.
     memory: dict[str, np.ndarray] = field(default_factory=dict)
+    # The session's binding of this cache, made at the first call and kept: binding the
+    # cache's 2 x layers buffers anew took ~0.4 ms of SmolLM2's ~7.7 ms step.
+    binding: tuple[KVCache, ort.IOBinding] | None = field(default=None, repr=False)
+
+    def bound_to(self, session: ort.InferenceSession) -> ort.IOBinding:
+        """An IOBinding of `session` with this state's cache bound as past and present."""
+        if self.binding is None or self.binding[0] is not self.cache:
+            io = session.io_binding()
+            io.bind_output("logits")  # first: get_outputs() keeps the binding order
+            for name, value in self.cache.values.items():
+                io.bind_ortvalue_input(f"past_key_values.{name}", value)
+                io.bind_ortvalue_output(f"present.{name}", value)
+            self.binding = (self.cache, io)
+        return self.binding[1]
 
     def select(self, rows: np.ndarray) -> DecodeState:
         """The state whose row i is this state's row rows[i] (beam expansion)."""
@@ -106,7 +120,7 @@ class DecoderRunner:
     def _run(self, state: DecodeState, ids: np.ndarray, positions: np.ndarray,
              seqlens_k: np.ndarray, total: int, at: np.ndarray) -> np.ndarray:
         """Logits [rows, len(at[0]), vocab] at positions `at` of this call."""
-        io = self.session.io_binding()
+        io = state.bound_to(self.session)
         io.bind_cpu_input("input_ids", ids)
         if self.info.position_ids:
             io.bind_cpu_input("position_ids", np.ascontiguousarray(positions))
@@ -116,10 +130,7 @@ class DecoderRunner:
             io.bind_cpu_input("logits_at", np.ascontiguousarray(at))
         for name, array in state.memory.items():
             io.bind_cpu_input(name, array)
-        io.bind_output("logits")  # first: get_outputs() keeps the binding order
-        for name, value in state.cache.values.items():
-            io.bind_ortvalue_input(f"past_key_values.{name}", value)
-            io.bind_ortvalue_output(f"present.{name}", value)
+        io.bind_output("logits")  # a new array each call: the caller keeps the last one
         with running("the decoder graph"):
             self.session.run_with_iobinding(io)
         logits = io.get_outputs()[0].numpy()

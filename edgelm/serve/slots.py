@@ -23,6 +23,7 @@ class RunningBatch:
         self.lengths = np.zeros(max_rows, dtype=np.int32)
         self.owners: list[tuple[Job, int]] = []  # live row -> (job, its row)
         self._view: HostCache | None = None
+        self._state: DecodeState | None = None  # over _view
         self.moves = 0  # rows moved to fill holes (tests)
 
     @property
@@ -57,9 +58,11 @@ class RunningBatch:
     def step(self, runner: DecoderRunner, tokens: np.ndarray) -> np.ndarray:
         """Logits [used, vocab] after one token per live row (tokens in row order)."""
         used = self.used
-        if self._view is None:
+        if self._view is None or self._state is None:
             self._view = self.cache.head(used)
-        state = DecodeState(cache=self._view, lengths=self.lengths[:used].copy())
+            self._state = DecodeState(cache=self._view, lengths=self.lengths[:used].copy())
+        state = self._state  # kept while the rows do not change: its binding is reused
+        state.lengths = self.lengths[:used].copy()
         logits = runner.step(state, tokens)
         self.lengths[:used] = state.lengths
         return logits
