@@ -40,6 +40,11 @@ SHAPES = {
         num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
         max_position_embeddings=32768, tie_word_embeddings=True, rope_theta=1000000.0,
         eos_token_id=151643, bos_token_id=151643)),
+    "qwen2.5-1.5b": ("Qwen2ForCausalLM", dict(
+        hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+        num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+        max_position_embeddings=32768, tie_word_embeddings=True, rope_theta=1000000.0,
+        eos_token_id=151643, bos_token_id=151643)),
     "gemma2-2b-4l": ("Gemma2ForCausalLM", dict(
         hidden_size=2304, intermediate_size=9216, num_hidden_layers=4,
         num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=256000,
@@ -106,7 +111,7 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=8)
     parser.add_argument("--calls", type=int, default=2, help="generations per burst")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", default=",".join(SHAPES))
+    parser.add_argument("--models", default="qwen2.5-0.5b,gemma2-2b-4l")
     parser.add_argument("--variants", default="int4,int4:b128,int4:t4,int4:b128:t4,int8,"
                         "int8:b128", help="edgelm exports: precision[:bBLOCK][:tTABLE_BITS]")
     args = parser.parse_args()
