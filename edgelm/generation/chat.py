@@ -15,14 +15,6 @@ from typing import Any, Iterator
 
 from edgelm.errors import ConfigError, ModelFolderError, first_line
 from edgelm.folder import Kind, ModelFolder
-from edgelm.generation.sandbox import (
-    BoundedSandbox,
-    Budget,
-    TemplateLimit,
-    bounded,
-    measure,
-    render_bounded,
-)
 from edgelm.limits import LIMITS
 from edgelm.manifest import parse_json
 from edgelm.tokenizer import check_text
@@ -80,23 +72,30 @@ class ChatTemplate:
             raise ModelFolderError(f"{self.folder} has no chat template; call the pipeline "
                                    "with a prompt")
         check_messages(messages)
+        # jinja2 is imported here, at the first chat, not with edgelm: ~19 ms of a cold start
+        from edgelm.generation import sandbox
+
         # Output, work and time grow with the messages: a long chat may render long.
-        inputs = measure(messages, 1 << 62) + sum(len(v) for v in self.specials.values())
+        inputs = sandbox.measure(messages, 1 << 62) + \
+            sum(len(v) for v in self.specials.values())
         limit = LIMITS.template_chars + 4 * inputs
         seconds = LIMITS.template_seconds * (1 + inputs / LIMITS.template_chars)
-        budget = Budget(limit=limit, work=LIMITS.template_work * limit, seconds=seconds)
+        budget = sandbox.Budget(limit=limit, work=LIMITS.template_work * limit,
+                                seconds=seconds)
         with _template_errors(self.folder):
             template = self._compile(budget)
-            return render_bounded(template, budget, messages=messages,
-                                  add_generation_prompt=True, **self.specials)
+            return sandbox.render_bounded(template, budget, messages=messages,
+                                          add_generation_prompt=True, **self.specials)
 
-    def _compile(self, budget: Budget) -> Any:
+    def _compile(self, budget: Any) -> Any:
+        from edgelm.generation import sandbox
+
         with self._lock:
             if self._compiled is None:
-                env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True,
-                                     extensions=["jinja2.ext.loopcontrols"])
+                env = sandbox.BoundedSandbox(trim_blocks=True, lstrip_blocks=True,
+                                             extensions=["jinja2.ext.loopcontrols"])
                 env.globals["raise_exception"] = _raise_exception
-                with bounded(budget):
+                with sandbox.bounded(budget):
                     self._compiled = env.from_string(self.source or "")
             return self._compiled
 
@@ -107,6 +106,8 @@ def _template_errors(folder: Path) -> Iterator[None]:
     """Whatever a template raises, as one line: ConfigError when it refuses the messages
     (raise_exception), ModelFolderError for the rest."""
     import jinja2
+
+    from edgelm.generation.sandbox import TemplateLimit
 
     where = f"the chat template in {folder}"
     try:
