@@ -60,6 +60,13 @@ class DecoderRunner:
         self._logits_at = "logits_at" in inputs  # folders exported before it compute all
         self.dtype = np.float16 if inputs["past_key_values.0.key"] == "tensor(float16)" \
             else np.float32
+        logits = next(o for o in session.get_outputs() if o.name == "logits")
+        vocab = logits.shape[-1] if logits.shape else None
+        # Logits are written into an array made here when their shape is known up front
+        # (logits_at, float32, a fixed vocabulary): reading them back through get_outputs()
+        # wraps every output, the cache's too, and took ~0.23 ms of SmolLM2's ~7 ms step.
+        self._logits_vocab = vocab if self._logits_at and isinstance(vocab, int) and \
+            logits.type == "tensor(float)" else None
 
     def check_memory(self, rows: int, capacity: int) -> None:
         """Refuse a request whose cache and logits could not fit in this machine's memory
@@ -130,9 +137,17 @@ class DecoderRunner:
             io.bind_cpu_input("logits_at", np.ascontiguousarray(at))
         for name, array in state.memory.items():
             io.bind_cpu_input(name, array)
-        io.bind_output("logits")  # a new array each call: the caller keeps the last one
+        # a new array each call: the caller keeps the last one
+        vocab = self._logits_vocab if self.gather is None else None  # on the GPU: its own
+        if vocab is not None:
+            logits = np.empty((len(ids), at.shape[1], vocab), np.float32)
+            io.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        else:
+            io.bind_output("logits")
         with running("the decoder graph"):
             self.session.run_with_iobinding(io)
+        if vocab is not None:
+            return logits
         logits = io.get_outputs()[0].numpy()
         every = np.arange(logits.shape[1])
         if not self._logits_at and not (at.shape[1] == len(every) and (at == every).all()):
