@@ -19,8 +19,9 @@ Each engine runs in its own worker (worker_decoder.py; llama.cpp through llama-c
 Llama.eval/sample, greedy, exactly --new tokens, flash attention on) and the engines take
 turns in bursts of greedy generations (harness.run_interleaved). Per prompt length:
 tokens/s over the whole call (prompt included), median time to first token, ratios of
-paired bursts. At the first prompt length each worker also decodes --batch equal rows
-together at the end (llama.cpp through its batched API: worker_decoder.llama_engine). Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
+paired bursts. Then --batch equal rows decoded together at the first prompt length, in
+bursts of their own the same way (llama.cpp through its batched API:
+worker_decoder.llama_engine); tokens/s counts every row's tokens. Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
 """
 
 from __future__ import annotations
@@ -33,20 +34,6 @@ from harness import Engine, hardware, machine_tag, run_interleaved, versus_lines
 
 HERE = Path(__file__).resolve().parent
 PAIRS = [("edgelm int4", "llama.cpp Q4_0"), ("edgelm int8", "llama.cpp Q8_0")]
-
-
-def batch_lines(results: dict, batch: int) -> list[str]:
-    """Aggregate tokens/s with `batch` equal rows, measured by each worker after its
-    bursts (median of 3 generations; edgelm's batched pipeline, llama.cpp's batched
-    API)."""
-    key = f"tokens_per_s_b{batch}"
-    lines = [f"Batch {batch} (tokens/s of all rows together, median of 3 generations per "
-             "engine after its bursts):", "", "| engine | tokens/s |", "|---|---|"]
-    lines += [f"| {name} | {r.final[key]:.1f} |" for name, r in results.items()]
-    lines += [f"\n{ours} vs {theirs} at batch {batch}: "
-              f"**{results[ours].final[key] / results[theirs].final[key]:.2f}x**"
-              for ours, theirs in PAIRS]
-    return lines + [""]
 
 
 def main() -> None:
@@ -63,7 +50,8 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8,
-                        help="also rows decoded together, at the first prompt length (1: not)")
+                        help="then this many equal rows decoded together, at the first "
+                             "prompt length, in bursts of their own (1: not)")
     args = parser.parse_args()
     worker = str(HERE / "worker_decoder.py")
     info = hardware()
@@ -74,12 +62,12 @@ def main() -> None:
     payload: dict = {"hardware": info, "args": {k: str(v) for k, v in vars(args).items()},
                      "prompts": {}}
     prompts = [int(p) for p in args.prompts.split(",")]
-    first = prompts[0]
-    for prompt in prompts:
+    sections = [(prompt, 1) for prompt in prompts]
+    if args.batch > 1:
+        sections.append((prompts[0], args.batch))
+    for prompt, rows in sections:
         common = ["--threads", str(args.threads), "--prompt", str(prompt), "--new",
-                  str(args.new), "--beams", "1", "--runs", "3"]
-        if prompt == first and args.batch > 1:
-            common += ["--batches", str(args.batch)]
+                  str(args.new), "--beams", "1", "--runs", "3", "--rows", str(rows)]
         engines = [
             Engine(name="edgelm int4", command=[sys.executable, worker, "edgelm",
                                                 str(args.int4), *common]),
@@ -91,20 +79,22 @@ def main() -> None:
                                                    str(args.q8), *common]),
         ]
         results = run_interleaved(engines, bursts=args.bursts, calls=args.calls)
-        lines += [f"## {prompt}-token prompt", "",
-                  "| engine | tokens/s (median call) | time to first token | peak RSS MB |",
-                  "|---|---|---|---|"]
+        title = f"{prompt}-token prompt" + (f", batch {rows}" if rows > 1 else "")
+        lines += [f"## {title}", "",
+                  f"| engine | tokens/s{' of all rows' if rows > 1 else ''} (median call) | "
+                  "time to first token | peak RSS MB |", "|---|---|---|---|"]
         for name, r in results.items():
-            lines.append(f"| {name} | {args.new / (r.ms / 1e3):.1f} | "
+            lines.append(f"| {name} | {rows * args.new / (r.ms / 1e3):.1f} | "
                          f"{r.final['ttft_ms']:.1f} ms | {r.final['peak_rss_mb']:.0f} |")
         ratio_lines, ratios = versus_lines(results, PAIRS)
         lines += ratio_lines + [""]
-        if prompt == first and args.batch > 1:
-            lines += batch_lines(results, args.batch)
-        payload["prompts"][str(prompt)] = {
-            "ratios": ratios,
-            "engines": {n: {"median_ms": r.ms, "final": r.final, "bursts": r.bursts}
-                        for n, r in results.items()}}
+        section = {"ratios": ratios, "rows": rows,
+                   "engines": {n: {"median_ms": r.ms, "final": r.final, "bursts": r.bursts}
+                               for n, r in results.items()}}
+        if rows == 1:
+            payload["prompts"][str(prompt)] = section
+        else:
+            payload["batch"] = section
     text = "\n".join(lines) + "\n"
     print(text)
     write_results(HERE / "results" / f"llama_cpp_decode-{args.model}-{machine_tag(info)}",

@@ -231,6 +231,8 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1,
+                        help="equal prompts decoded together in every generation")
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--batches", default="",
@@ -243,7 +245,7 @@ def main() -> None:
                "genai": genai_engine, "llama": llama_engine}
     generate, vocab = engines[args.engine](args.path, args.threads, args.device)
     load_s = time.perf_counter() - start
-    ids = [prompt_ids(args.prompt, vocab)]
+    ids = [prompt_ids(args.prompt, vocab)] * args.rows
     generate(ids, 8)  # warm-up
     batches = [int(b) for b in args.batches.split(",") if b]
 
