@@ -1,15 +1,16 @@
-"""Decoding, edgelm int4/int8 against llama.cpp Q4_0/Q8_0, batch 1.
+"""Decoding, edgelm int4/int8 against llama.cpp Q4_0/Q8_0, batch 1 and batch 8.
 
     python benchmarks/llama_cpp_decode.py --model smollm2-135m --int4 FOLDER --int8 FOLDER \\
         --q4 Q4_0.gguf --q8 Q8_0.gguf --llama-python .venv-llama/bin/python \\
         [--prompts 16,512] [--bursts 5 --calls 2] [--threads 2]
 
 The GGUFs come from the same checkpoint as the edgelm folders (SmolLM2-135M: the packaged
-one dequantized by edgelm.export.zoo; Qwen2.5-0.5B: gpt2_decode's random-weight checkpoint
-of that shape): llama.cpp's converter from llama-cpp-python's source distribution
+one dequantized by edgelm.export.zoo; Qwen2.5-0.5B and 1.5B: families_decode.checkpoint's
+random-weight checkpoints of those shapes, exported by families_decode.exported):
+llama.cpp's converter from llama-cpp-python's source distribution
 (`vendor/llama.cpp/convert_hf_to_gguf.py CHECKPOINT --outtype f16`, with `gguf` and
 `sentencepiece` installed), then `llama_cpp.llama_model_quantize` to Q4_0 and Q8_0. The
-random checkpoint's tokenizer has no merges, which llama.cpp refuses: its GGUF is
+random checkpoints' tokenizer has no merges, which llama.cpp refuses: their GGUFs are
 converted from a copy of the checkpoint holding SmolLM2's tokenizer files (padded to the
 vocabulary), with the converter's pre-tokenizer check answered by
 `conversion.base.TextModel.get_vocab_base_pre = lambda self, tok: "qwen2"` (speed does
@@ -21,7 +22,8 @@ turns in bursts of greedy generations (harness.run_interleaved). Per prompt leng
 tokens/s over the whole call (prompt included), median time to first token, ratios of
 paired bursts. Then --batch equal rows decoded together at the first prompt length, in
 bursts of their own the same way (llama.cpp through its batched API:
-worker_decoder.llama_engine); tokens/s counts every row's tokens. Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
+worker_decoder.llama_engine); tokens/s counts every row's tokens.
+Results: results/llama_cpp_decode-<model>-<cpu>.{md,json}.
 """
 
 from __future__ import annotations
