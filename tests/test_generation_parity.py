@@ -162,3 +162,27 @@ def test_stop_strings_end_the_text_and_the_stream_before_them(exported):
     (generated,) = pipe.generate_ids([prompt], config)[0]
     assert stop in pipe.continuation(prompt, generated)
     assert stop not in pipe.continuation(prompt, generated[:-1])
+
+
+def test_steps_follow_a_cache_whose_buffers_are_swapped(exported):
+    """The runner keeps its binding of the cache between steps; a cache that swaps in
+    other buffers (the GPU cache's reorder does) must be bound again: the step writes
+    into the new buffers and reads its past from them."""
+    import numpy as np
+    import onnxruntime as ort
+
+    pipe = edgelm.Pipeline(exported("llama", "fp32"), threads=1)
+    runner = pipe.runner
+    _, state = runner.prefill([[5, 6, 7, 8]], 16)
+    first = runner.step(state, np.array([9]))
+    _, again = runner.prefill([[5, 6, 7, 8]], 16)
+    swapped = {name: np.array(a) for name, a in state.cache.arrays.items()}
+    state.cache.arrays = {name: a.copy() for name, a in again.cache.arrays.items()}
+    state.cache.values = {name: ort.OrtValue.ortvalue_from_numpy(a)
+                          for name, a in state.cache.arrays.items()}
+    state.lengths = again.lengths.copy()
+    assert np.array_equal(runner.step(state, np.array([9])), first)
+    position = int(again.lengths[0])  # the token the step appended
+    for name, a in state.cache.arrays.items():
+        assert np.array_equal(a[:, :, position], swapped[name][:, :, position])
+        assert a[:, :, position].any()

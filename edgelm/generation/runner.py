@@ -28,19 +28,22 @@ class DecodeState:
     # Per-row inputs that never change while decoding (an encoder-decoder's cross-attention
     # keys and values and source mask): fed on every call, rows selected with the cache.
     memory: dict[str, np.ndarray] = field(default_factory=dict)
-    # The session's binding of this cache, made at the first call and kept: binding the
-    # cache's 2 x layers buffers anew took ~0.4 ms of SmolLM2's ~7.7 ms step.
-    binding: tuple[KVCache, ort.IOBinding] | None = field(default=None, repr=False)
+    # The session's binding of the cache's buffers, made at the first call and kept while
+    # they stay the same (a GPU cache swaps its buffers when it reorders rows): binding
+    # the 2 x layers buffers anew took ~0.4 ms of SmolLM2's ~7.7 ms step.
+    binding: tuple[dict[str, ort.OrtValue], ort.IOBinding] | None = field(
+        default=None, repr=False)
 
     def bound_to(self, session: ort.InferenceSession) -> ort.IOBinding:
         """An IOBinding of `session` with this state's cache bound as past and present."""
-        if self.binding is None or self.binding[0] is not self.cache:
+        values = self.cache.values
+        if self.binding is None or self.binding[0] is not values:
             io = session.io_binding()
             io.bind_output("logits")  # first: get_outputs() keeps the binding order
-            for name, value in self.cache.values.items():
+            for name, value in values.items():
                 io.bind_ortvalue_input(f"past_key_values.{name}", value)
                 io.bind_ortvalue_output(f"present.{name}", value)
-            self.binding = (self.cache, io)
+            self.binding = (values, io)
         return self.binding[1]
 
     def select(self, rows: np.ndarray) -> DecodeState:
