@@ -38,6 +38,11 @@ def atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
     try:
         yield staging
         os.chmod(staging, umask_mode(0o777))  # mkdtemp made it private (0o700)
+        for path in staging.iterdir():
+            # onnx writes external data owner-only (0o600): a folder copied to a service
+            # account could not load its weights
+            if path.is_file() and not path.is_symlink():
+                os.chmod(path, umask_mode(0o666))
         _replace(staging, target)
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)

@@ -63,6 +63,17 @@ def test_unwritable_output_is_one_line(checkpoints, tmp_path):
         export_model(checkpoints["bert-cls"], locked / "out")
 
 
+def test_exported_files_have_the_modes_a_plain_write_gives(exported):
+    """onnx writes external data owner-only; the folder must not keep that, or a copy
+    served by another account (a systemd service's) could not read its weights."""
+    from edgelm.export.atomic import umask_mode
+
+    folder = exported("llama", "int4")
+    assert (folder / "model.onnx.data").is_file()
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert modes == {name: umask_mode(0o666) for name in modes}
+
+
 TEXTS = ["The quick brown fox.", "Café déjà vu 🙂", "short", "A longer sentence " * 20, ""]
 
 
