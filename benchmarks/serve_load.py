@@ -14,7 +14,7 @@ request count and a deadline.
 PYTHON has `llama-cpp-python[server]` (built from source: see benchmarks/README.md).
 llama-cpp-python's server decodes one request at a time (a lock around its model);
 `--interrupt_requests False` makes a new request wait instead of cutting the stream
-being decoded. Completion tokens: the `usage` edgelm sends with
+being decoded; `--flash_attn True` as llama.cpp's own tools default to on the CPU. Completion tokens: the `usage` edgelm sends with
 `stream_options.include_usage`; llama-cpp-python sends no usage in streams, so its
 tokens are its content chunks (one per token). A classification folder given as
 --embeddings is driven through /v1/classify. Results: results/serve_load-<cpu>.{json,md}.
@@ -165,7 +165,8 @@ def servers(args: argparse.Namespace) -> list[Server]:
             str(args.llama_python), "-m", "llama_cpp.server", "--model", str(args.llama_cpp),
             "--model_alias", "gen", "--port", "{port}", "--n_threads", t,
             "--n_threads_batch", t, "--n_ctx", str(args.max_context),
-            "--interrupt_requests", "False", "--verbose", "False"], "/v1/models"))
+            "--flash_attn", "True", "--interrupt_requests", "False", "--verbose", "False"],
+            "/v1/models"))
     return found
 
 
