@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -44,8 +46,7 @@ def test_two_ray_replicas_answer_the_openai_client(exported):
         with pytest.raises(openai.NotFoundError):
             client.embeddings.create(model="nope", input="x")
         assert httpx.get(f"{url}/v1/models", timeout=30).status_code == 401  # the key holds
-        metrics = [httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {KEY}"},
-                             timeout=30).text for _ in range(16)]
+        ids = replica_ids(url)
     expected = edgelm.Pipeline(chat, threads=1).chat(MESSAGES, max_new_tokens=8)
     assert expected.strip()
     assert {r.choices[0].message.content for r in replies} == {expected}
@@ -53,7 +54,22 @@ def test_two_ray_replicas_answer_the_openai_client(exported):
     ours = np.asarray(edgelm.Pipeline(emb, threads=1)(["hello", "edge devices"]))
     theirs = np.asarray([d.embedding for d in vectors.data])
     assert np.abs(ours - theirs).max() < 1e-5
-    # Two replicas, each a server with its own id: 16 scrapes reached both (Ray routes to
-    # the less loaded of two random replicas; all 16 on one: p ~ 2 * 2^-16)
-    assert len({SERVER_ID.search(text).group(1) for text in metrics}) == 2
+    assert len(ids) == 2  # two replicas, each a server with its own id, both answered
+
+
+def replica_ids(url: str, seconds: float = 120.0) -> set[str]:
+    """The server ids /metrics reports, scraped 32 at a time, 8 in flight, until two are
+    seen or `seconds` pass. Sequential scrapes are not enough: Ray routes each request
+    to the less busy of two replicas, and idle ones tie (16 in a row once all reached
+    one replica), so concurrent scrapes give the router a busier one to avoid."""
+    def scrape(_: int) -> str:
+        return httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {KEY}"},
+                         timeout=30).text
+
+    ids: set[str] = set()
+    deadline = time.monotonic() + seconds
+    with ThreadPoolExecutor(8) as pool:
+        while len(ids) < 2 and time.monotonic() < deadline:
+            ids |= {SERVER_ID.search(text).group(1) for text in pool.map(scrape, range(32))}
+    return ids
 
