@@ -76,11 +76,11 @@ def _layer(node: onnx.NodeProto, pattern: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def float_nodes(path: Path, keep: tuple[KeepFloat, ...], layer_pattern: str) -> list[str]:
+def float_nodes(graph: onnx.GraphProto, keep: tuple[KeepFloat, ...], layer_pattern: str
+                ) -> list[str]:
     """Names of the nodes that the `keep` groups leave unquantized."""
     if not keep:
         return []
-    graph = onnx.load(str(path), load_external_data=False).graph
     names = []
     for node in graph.node:
         if node.op_type not in INT8_OP_TYPES:
@@ -101,7 +101,7 @@ def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...], layer_patte
     quantize_dynamic(
         str(source), str(target),
         op_types_to_quantize=INT8_OP_TYPES,
-        nodes_to_exclude=float_nodes(source, keep, layer_pattern),
+        nodes_to_exclude=float_nodes(model.graph, keep, layer_pattern),
         per_channel=True,
         weight_type=QuantType.QInt8,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},

@@ -22,8 +22,9 @@ class RunningBatch:
         self.cache = HostCache.zeros(runner.info, max_rows, capacity, runner.dtype)
         self.lengths = np.zeros(max_rows, dtype=np.int32)
         self.owners: list[tuple[Job, int]] = []  # live row -> (job, its row)
-        self._view: HostCache | None = None
-        self._state: DecodeState | None = None  # over _view
+        # the live head's state (a view of the cache, no copy), kept while the rows do
+        # not change: its binding of the cache is reused step after step
+        self._state: DecodeState | None = None
         self.moves = 0  # rows moved to fill holes (tests)
 
     @property
@@ -39,7 +40,7 @@ class RunningBatch:
             self.lengths[slot] = length
             self.owners.append((job, j))
             job.slots[j] = slot
-        self._view = None
+        self._state = None
 
     def remove(self, job: Job) -> None:
         """Free `job`'s rows, moving the last live rows into the holes."""
@@ -53,15 +54,14 @@ class RunningBatch:
                 other.slots[j] = slot
                 self.moves += 1
             self.owners.pop()
-        self._view = None
+        self._state = None
 
     def step(self, runner: DecoderRunner, tokens: np.ndarray) -> np.ndarray:
         """Logits [used, vocab] after one token per live row (tokens in row order)."""
         used = self.used
-        if self._view is None or self._state is None:
-            self._view = self.cache.head(used)
-            self._state = DecodeState(cache=self._view, lengths=self.lengths[:used].copy())
-        state = self._state  # kept while the rows do not change: its binding is reused
+        if self._state is None:
+            self._state = DecodeState(cache=self.cache.head(used), lengths=self.lengths[:used])
+        state = self._state
         state.lengths = self.lengths[:used].copy()
         logits = runner.step(state, tokens)
         self.lengths[:used] = state.lengths
