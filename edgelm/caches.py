@@ -3,6 +3,7 @@
     fixtures    $EDGELM_CACHE, else ~/.cache/edgelm-fixtures
     bench       $EDGELM_CACHE/bench, else ~/.cache/edgelm/bench
     verified    $EDGELM_CACHE/verified, else ~/.cache/edgelm/verified
+    packed      $EDGELM_CACHE/packed, else ~/.cache/edgelm/packed
     benchmarks  $EDGELM_BENCH_CACHE, else ~/.cache/edgelm-bench
 
 The code that fills a folder reads its path here (`cache_path(name)`), and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,13 @@ CACHES = (
               "folder is hashed once rather than at every load (64 bytes a file)",
         filled_by="every load of an exported folder (edgelm.hash_memo)"),
     CacheFolder(
+        name="packed", env="EDGELM_CACHE", under_env="packed", default="~/.cache/edgelm/packed",
+        holds="onnxruntime's optimized graphs with their weights packed for this CPU, per "
+              "folder, onnxruntime version and CPU, so a load maps the packed weights instead "
+              "of packing them again (about 2.4x the model files)",
+        filled_by="loads with packed_cache=True, and by default loads of folders exported "
+                  "for a board or phone (--target arm64|rpi4|rpi5|mobile) (edgelm.packed_cache)"),
+    CacheFolder(
         name="benchmarks", env="EDGELM_BENCH_CACHE", default="~/.cache/edgelm-bench",
         holds="the benchmark scripts' checkpoints (GPT-2 124M, BERT-base) and their "
               "optimum and CTranslate2 exports",
@@ -74,6 +83,22 @@ def cache_folder(name: str) -> CacheFolder:
 def cache_path(name: str) -> Path:
     """Where the cache `name` is now (its variable read at each call)."""
     return cache_folder(name).path
+
+
+def private_cache(name: str, *, off_variable: str) -> Path | None:
+    """The cache folder `name`, created private if missing; None when `off_variable` is "0"
+    or the folder is not safe to trust (not owned by this user, or group/world writable)."""
+    if os.environ.get(off_variable, "1") == "0":
+        return None
+    folder = cache_path(name)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return None
+    private = not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    owned = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    return folder if private and owned and stat.S_ISDIR(info.st_mode) else None
 
 
 def _nested(cache: CacheFolder) -> list[Path]:

@@ -15,6 +15,7 @@ graph-against-manifest checks, the input bounds and the template sandbox stay.
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from enum import Enum
@@ -90,6 +91,14 @@ class ModelFolder:
             self._check_sha256(name, sha256_regular(path, cap=kind.cap(), label=label))
             self._hashed.add(name)
         return path
+
+    def identity(self) -> str | None:
+        """A digest of every listed file's sha256, once all were checked; None before, and
+        for a trusted folder (its files may no longer match the manifest)."""
+        files = self.manifest.files
+        if self.trusted or not self._hashed >= set(files):
+            return None
+        return sha256_bytes(json.dumps(sorted(files.items())).encode())
 
     def _check_sha256(self, name: str, actual: str) -> None:
         if actual != self.manifest.files[name]:

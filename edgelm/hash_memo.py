@@ -17,31 +17,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from edgelm.caches import cache_path
+from edgelm.caches import private_cache
 
 SETTLE_S = 2.0
 _HEX = frozenset("0123456789abcdef")
-
-
-def _folder() -> Path | None:
-    """The memo folder, created private if missing; None when it is off or not safe."""
-    if os.environ.get("EDGELM_HASH_MEMO", "1") == "0":
-        return None
-    folder = cache_path("verified")
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = folder.stat()
-    except OSError:
-        return None
-    private = not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    owned = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-    return folder if private and owned and stat.S_ISDIR(info.st_mode) else None
 
 
 def _key(path: Path, info: os.stat_result) -> str:
@@ -52,7 +36,7 @@ def _key(path: Path, info: os.stat_result) -> str:
 
 def remembered_sha256(fd: int, path: Path, compute: Callable[[], str]) -> str:
     """The sha256 of the open regular file `fd` (at `path`): remembered, else compute()."""
-    folder = _folder()
+    folder = private_cache("verified", off_variable="EDGELM_HASH_MEMO")
     if folder is None:
         return compute()
     info = os.fstat(fd)

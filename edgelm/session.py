@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import onnxruntime as ort
 
+from edgelm import packed_cache
 from edgelm.errors import (
     ConfigError,
     EdgeLMError,
@@ -61,30 +62,48 @@ def check_threads(threads: Any) -> None:
 
 
 def create_session(
-    model_path: Path, *, device: Device, threads: int | None = None
+    model_path: Path, *, device: Device, threads: int | None = None,
+    packed_identity: str | None = None, model_bytes: int = 0,
 ) -> ort.InferenceSession:
     """An InferenceSession on `device` with explicit thread counts.
 
     The path must be one edgelm.folder.ModelFolder.graph checked (the exporter's own
     graphs aside): onnxruntime opens it and its external data as they are.
+    packed_identity: on CPU, load through the packed-weights cache (edgelm.packed_cache)
+    under this identity of the folder's verified files; model_bytes, the size of the
+    graph and its data, bounds the disk an entry may take.
     """
     check_threads(threads)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors reach the user as ModelFolderError/EdgeLMError
-    # Parse it as ONNX whatever its bytes say: edgelm checked it as an ONNX protobuf.
-    options.add_session_config_entry("session.load_model_format", "ONNX")
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    providers = [_PROVIDERS[device]]
-    if device is Device.CUDA:
-        _preload_cuda_libraries()
-        providers.append(_PROVIDERS[Device.CPU])
-    try:
-        disabled = CPU_DISABLED_FUSIONS if device is Device.CPU else []
-        return ort.InferenceSession(str(model_path), options, providers=providers,
+    disabled = CPU_DISABLED_FUSIONS if device is Device.CPU else []
+
+    def open_session(path: Path, save_to: Path | None) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors reach the user as ModelFolderError/EdgeLMError
+        # Parse it as ONNX whatever its bytes say: edgelm checked it as an ONNX protobuf.
+        options.add_session_config_entry("session.load_model_format", "ONNX")
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        if save_to is not None:
+            options.optimized_model_filepath = str(save_to)
+            for key, value in packed_cache.SAVE_CONFIG.items():
+                options.add_session_config_entry(key, value)
+        providers = [_PROVIDERS[device]]
+        if device is Device.CUDA:
+            _preload_cuda_libraries()
+            providers.append(_PROVIDERS[Device.CPU])
+        return ort.InferenceSession(str(path), options, providers=providers,
                                     disabled_optimizers=disabled)
+
+    if packed_identity is not None and device is Device.CPU:
+        entry = packed_cache.entry_for(packed_identity, disabled)
+        if entry is not None:
+            session = packed_cache.open_packed(entry, model_path, model_bytes, open_session)
+            if session is not None:
+                return session
+    try:
+        return open_session(model_path, None)
     except Exception as e:  # onnxruntime raises bare RuntimeError subclasses
         raise ModelFolderError(
             f"onnxruntime cannot load {model_path} ({first_line(e, 200)}); export the model again"

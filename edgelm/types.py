@@ -89,3 +89,7 @@ class Target(Choice):
 
     def default_precision(self) -> Precision:
         return Precision.FP16 if self is Target.CUDA else Precision.INT8
+
+    def is_edge(self) -> bool:
+        """A board or phone: loads there keep onnxruntime's packed weights on disk."""
+        return self in (Target.ARM64, Target.RPI4, Target.RPI5, Target.MOBILE)

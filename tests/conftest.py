@@ -7,6 +7,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Loads keep no packed copies in the user's cache; tests/test_packed_cache.py turns it on
+# in a folder of its own.
+os.environ.setdefault("EDGELM_PACKED_CACHE", "0")
 
 from tests.fixtures import (  # noqa: E402
     DECODERS,

@@ -35,10 +35,12 @@ def folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     fill(tmp_path / "edgelm" / "holdout.jsonl", 1000)
     fill(tmp_path / "edgelm" / "bench" / "gpt2-int8" / "model.onnx", MB)
     fill(tmp_path / "edgelm" / "verified" / ("0" * 64), 64)
+    fill(tmp_path / "edgelm" / "packed" / ("1" * 64) / "model.onnx.data", 4 * MB)
     fill(tmp_path / "bench-scripts" / "gpt2-124m" / "model.safetensors", 3 * MB)
     fill(tmp_path / "mine.txt", 10)
     return {"fixtures": tmp_path / "edgelm", "bench": tmp_path / "edgelm" / "bench",
-            "verified": tmp_path / "edgelm" / "verified", "benchmarks": tmp_path / "bench-scripts", "mine": tmp_path / "mine.txt"}
+            "verified": tmp_path / "edgelm" / "verified", "packed": tmp_path / "edgelm" / "packed",
+            "benchmarks": tmp_path / "bench-scripts", "mine": tmp_path / "mine.txt"}
 
 
 def listing(output: str) -> dict[str, str]:
@@ -60,7 +62,8 @@ def test_cache_lists_each_folder_its_size_and_variable(folders):
         assert rows[name].endswith(str(folders[name])), rows[name]
     # bench lies inside fixtures: counted once, under bench
     assert "2.0 MB" in rows["fixtures"] and "1.0 MB" in rows["bench"]
-    assert "3.0 MB" in rows["benchmarks"] and "6.0 MB" in rows["total"]
+    assert "4.0 MB" in rows["packed"]
+    assert "3.0 MB" in rows["benchmarks"] and "10.0 MB" in rows["total"]
     assert "moved by setting EDGELM_CACHE (to $EDGELM_CACHE/bench)" in result.output
     assert "moved by setting EDGELM_BENCH_CACHE" in result.output
 
@@ -70,7 +73,7 @@ def test_cache_path_follows_the_variables(folders, monkeypatch):
     monkeypatch.delenv("EDGELM_CACHE")
     assert caches.cache_path("fixtures") == Path.home() / ".cache" / "edgelm-fixtures"
     assert caches.cache_path("bench") == Path.home() / ".cache" / "edgelm" / "bench"
-    with pytest.raises(ConfigError, match="the caches are fixtures, bench, verified, benchmarks"):
+    with pytest.raises(ConfigError, match="the caches are fixtures, bench, verified, packed, benchmarks"):
         caches.cache_path("hub")
 
 
@@ -78,7 +81,9 @@ def test_clear_one_cache_leaves_the_others_and_other_files(folders):
     result = invoke("cache", "clear", "fixtures", "--yes")
     assert result.exit_code == 0, result.output
     assert "cleared fixtures" in result.output
-    assert files(folders["fixtures"]) == ["bench/gpt2-int8/model.onnx", f"verified/{'0' * 64}"]
+    assert files(folders["fixtures"]) == ["bench/gpt2-int8/model.onnx",
+                                          f"packed/{'1' * 64}/model.onnx.data",
+                                          f"verified/{'0' * 64}"]
     assert files(folders["benchmarks"]) == ["gpt2-124m/model.safetensors"]
     assert folders["mine"].is_file()
 
@@ -98,7 +103,7 @@ def test_clear_asks_first(folders):
 
 def test_clear_refuses_a_path_for_a_name(folders):
     result = invoke("cache", "clear", str(folders["benchmarks"]), "--yes")
-    assert result.exit_code == 2 and "is not one of 'fixtures', 'bench', 'verified', 'benchmarks'" \
+    assert result.exit_code == 2 and "is not one of 'fixtures', 'bench', 'verified', 'packed', 'benchmarks'" \
         in result.output
     assert files(folders["benchmarks"]) == ["gpt2-124m/model.safetensors"]
 

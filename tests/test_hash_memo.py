@@ -10,6 +10,7 @@ import time
 import pytest
 
 import edgelm
+import edgelm.caches
 import edgelm.files
 import edgelm.hash_memo
 from edgelm.errors import ModelFolderError
@@ -42,7 +43,7 @@ def hashed(monkeypatch):
 
 
 def memo_entries() -> list[str]:
-    folder = edgelm.hash_memo.cache_path("verified")
+    folder = edgelm.caches.cache_path("verified")
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
@@ -74,7 +75,7 @@ def test_a_just_changed_file_is_not_remembered(folder, hashed, monkeypatch):
 
 @pytest.mark.parametrize("how", ["shared folder", "switched off"])
 def test_no_memo_where_it_is_not_safe_or_wanted(folder, hashed, monkeypatch, how):
-    memo = edgelm.hash_memo.cache_path("verified")
+    memo = edgelm.caches.cache_path("verified")
     if how == "shared folder":
         memo.mkdir(parents=True)
         os.chmod(memo, 0o777)  # another user could plant digests: not used

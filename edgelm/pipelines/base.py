@@ -15,6 +15,7 @@ from edgelm.folder import ModelFolder
 from edgelm.graph_check import check_graph
 from edgelm.limits import LIMITS
 from edgelm.manifest import Manifest, read_manifest
+from edgelm.onnx_wire import GraphFacts
 from edgelm.session import check_threads, create_session, resolve_device, running
 from edgelm.tokenizer import EncodedBatch, Text, TextTokenizer, id_bound, load_tokenizer
 from edgelm.types import Device, Precision, Task
@@ -71,6 +72,7 @@ class Pipeline:
         threads: int | None = None,
         batch_size: int = 32,
         trust_folder: bool = False,
+        packed_cache: bool | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
                 or not 1 <= batch_size <= LIMITS.batch_size:
@@ -87,10 +89,29 @@ class Pipeline:
             )
         self.device = resolve_device(device)
         model_path, self._facts = self.files.graph(self.manifest.model_file)
-        self.session = create_session(model_path, device=self.device, threads=threads)
+        self._packed = self._packed_identity(packed_cache)
+        self.session = create_session(model_path, device=self.device, threads=threads,
+                                      **self._packed_load(model_path, self._facts))
         self._threads = threads
         self.batch_size = batch_size
         self._input_names = [i.name for i in self.session.get_inputs()]
+
+    def _packed_identity(self, wanted: bool | None) -> str | None:
+        """The folder's identity when its loads go through the packed-weights cache: asked
+        for, or (None) the export's target is a board or phone."""
+        if wanted is not None and not isinstance(wanted, bool):
+            raise ConfigError(f"packed_cache={wanted!r} must be True, False or None")
+        if wanted is None:
+            wanted = self.manifest.target.is_edge()
+        return self.files.identity() if wanted else None
+
+    def _packed_load(self, graph: Path, facts: GraphFacts) -> dict[str, Any]:
+        """create_session's packed-cache arguments for one of the folder's graphs."""
+        if self._packed is None:
+            return {}
+        data = {graph.parent / ref.location for ref in facts.external if ref.location}
+        size = sum(path.stat().st_size for path in {graph, *data})
+        return {"packed_identity": f"{self._packed}:{graph.name}", "model_bytes": size}
 
     def _load_tokenizer(self) -> Tokenizer:
         """The folder's tokenizer, once the manifest is checked against it and the graph."""

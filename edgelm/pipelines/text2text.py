@@ -40,8 +40,9 @@ class Text2TextGenerationPipeline(Pipeline):
         self.tokenizer = self._load_tokenizer()
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=seq2seq.max_source_positions)
-        encoder_path, _ = self.files.graph(seq2seq.encoder_file)
-        encoder = create_session(encoder_path, device=self.device, threads=self._threads)
+        encoder_path, facts = self.files.graph(seq2seq.encoder_file)
+        encoder = create_session(encoder_path, device=self.device, threads=self._threads,
+                                 **self._packed_load(encoder_path, facts))
         self.runner = Seq2SeqRunner(encoder, self.session, info, seq2seq)
         self.eos_ids = list(info.eos_token_ids)
         self.pad_id = self.manifest.pad_token_id

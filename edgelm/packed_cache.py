@@ -1,0 +1,134 @@
+"""onnxruntime's packed weights kept on disk, so that a CPU load maps them instead of packing.
+
+At every load onnxruntime repacks each quantized weight (MatMulNBits, DynamicQuantizeMatMul,
+QAttention) into the layout its kernels read on this CPU, on the heap: for GPT-2 124M int8
+that is about half of the session's load time. With the cache on, the first load also
+writes the optimized graph and its packed weights (onnxruntime's
+session.save_external_prepacked_constant_initializers) under the `packed` cache folder
+(edgelm.caches); later loads open that copy, and onnxruntime maps its packed weights from
+the file.
+
+A packed layout belongs to one CPU's instruction sets and one onnxruntime build, and
+onnxruntime does not check it when it maps it. An entry is therefore keyed by the folder's
+verified sha256s, onnxruntime's version, the machine, the CPU's feature flags (Linux's
+/proc/cpuinfo; where they cannot be read the cache stays off) and the session settings that
+shape the graph. Entries are written whole (a private temporary folder, synced, renamed into
+place); one that fails to load is removed and the folder loaded as usual. The entries are
+trusted as the hash memo is: a folder only this user can write.
+
+Cost: the first load takes longer and writes the graph's weights twice (the originals and
+their packed copy: 2.4x the model for GPT-2 124M int8). EDGELM_PACKED_CACHE=0 turns it off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import onnxruntime as ort
+
+from edgelm.caches import private_cache
+
+log = logging.getLogger(__name__)
+
+MODEL = "model.onnx"
+DATA = "model.onnx.data"
+# What a load that writes an entry asks of onnxruntime besides the optimized graph's path.
+SAVE_CONFIG = {
+    "session.optimized_model_external_initializers_file_name": DATA,
+    "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
+    "session.save_external_prepacked_constant_initializers": "1",
+}
+# Free space a write needs, as a multiple of the model's files (originals + packed copy,
+# with room to spare for the disk's other users).
+FREE_SPACE_FACTOR = 4
+
+# Opens `graph` as a session; with a path as second argument the session also writes its
+# optimized graph there (with SAVE_CONFIG).
+OpenSession = Callable[[Path, "Path | None"], ort.InferenceSession]
+
+
+@functools.cache
+def cpu_flags() -> str | None:
+    """The CPU's feature flags as the kernel lists them, or None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return None
+
+
+@dataclass(frozen=True)
+class PackedEntry:
+    """One folder's packed copy for this CPU and onnxruntime: `<cache>/<key>/`."""
+
+    path: Path
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL
+
+    def ready(self) -> bool:
+        return (self.path / MODEL).is_file() and (self.path / DATA).is_file()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def entry_for(identity: str, settings: Iterable[str]) -> PackedEntry | None:
+    """The entry for a folder whose verified files hash to `identity`, loaded with `settings`;
+    None when the cache is off, not safe to use, or this CPU's flags cannot be read."""
+    flags = cpu_flags()
+    folder = private_cache("packed", off_variable="EDGELM_PACKED_CACHE")
+    if flags is None or folder is None:
+        return None
+    key = json.dumps([identity, ort.__version__, platform.machine(), flags, sorted(settings)])
+    return PackedEntry(folder / hashlib.sha256(key.encode()).hexdigest())
+
+
+def open_packed(entry: PackedEntry, graph: Path, model_bytes: int,
+                open_session: OpenSession) -> ort.InferenceSession | None:
+    """A session from the entry, writing it first when it is missing; None when neither
+    works (the caller then loads `graph` as usual)."""
+    if entry.ready():
+        try:
+            return open_session(entry.model, None)
+        except Exception as e:  # a damaged entry: drop it, the next load writes it again
+            log.warning("the packed copy %s does not load (%s); removing it", entry.path, e)
+            entry.remove()
+            return None
+    try:
+        if shutil.disk_usage(entry.path.parent).free < FREE_SPACE_FACTOR * model_bytes:
+            log.info("not writing a packed copy of %s: too little free disk", graph)
+            return None
+        staging = Path(tempfile.mkdtemp(dir=entry.path.parent, prefix=".tmp-"))
+    except OSError:
+        return None
+    try:
+        session = open_session(graph, staging / MODEL)
+    except Exception as e:  # the caller's own load reports what is wrong with the graph
+        log.info("no packed copy of %s (%s)", graph, e)
+        shutil.rmtree(staging, ignore_errors=True)
+        return None
+    try:
+        for name in (MODEL, DATA):
+            with open(staging / name, "rb") as f:
+                os.fsync(f.fileno())
+        os.rename(staging, entry.path)  # fails when another process kept its copy first
+    except OSError as e:
+        log.info("packed copy of %s not kept (%s)", graph, e)
+        shutil.rmtree(staging, ignore_errors=True)
+    return session
