@@ -22,6 +22,7 @@ their packed copy: 2.4x the model for GPT-2 124M int8). EDGELM_PACKED_CACHE=0 tu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -30,6 +31,7 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -48,6 +50,8 @@ SAVE_CONFIG = {
     "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
     "session.save_external_prepacked_constant_initializers": "1",
 }
+# A staging folder older than this was left by a process that died while writing.
+STALE_S = 3600
 # Free space a write needs, as a multiple of the model's files (originals + packed copy,
 # with room to spare for the disk's other users).
 FREE_SPACE_FACTOR = 4
@@ -110,6 +114,7 @@ def open_packed(entry: PackedEntry, graph: Path, model_bytes: int,
             log.warning("the packed copy %s does not load (%s); removing it", entry.path, e)
             entry.remove()
             return None
+    _remove_stale(entry.path.parent)
     try:
         if shutil.disk_usage(entry.path.parent).free < FREE_SPACE_FACTOR * model_bytes:
             log.info("not writing a packed copy of %s: too little free disk", graph)
@@ -132,3 +137,12 @@ def open_packed(entry: PackedEntry, graph: Path, model_bytes: int,
         log.info("packed copy of %s not kept (%s)", graph, e)
         shutil.rmtree(staging, ignore_errors=True)
     return session
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove the staging folders of writes that died (killed, out of memory) long ago."""
+    now = time.time()
+    for staging in folder.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if now - staging.stat().st_mtime > STALE_S:
+                shutil.rmtree(staging, ignore_errors=True)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +125,19 @@ def test_a_failed_write_leaves_nothing_behind(exported, cache, monkeypatch):
     monkeypatch.setattr(packed_cache.os, "fsync", full)  # written, but not kept
     assert greedy(folder, packed_cache=True) == plain
     assert list(cache.iterdir()) == []
+
+
+def test_staging_left_by_a_dead_write_is_removed_once_stale(exported, cache):
+    cache.mkdir(parents=True)
+    stale, fresh = cache / ".tmp-dead", cache / ".tmp-writing"
+    for staging in (stale, fresh):
+        staging.mkdir()
+        (staging / packed_cache.DATA).write_bytes(b"half")
+    old = time.time() - packed_cache.STALE_S - 60
+    os.utime(stale, (old, old))
+    greedy(exported("gpt2", "int8"), packed_cache=True)
+    assert not stale.exists() and fresh.exists()
+    assert len(entries(cache)) == 1
 
 
 def test_too_little_free_disk_writes_nothing(exported, cache, monkeypatch):
