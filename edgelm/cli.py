@@ -158,6 +158,10 @@ _TRUST_FOLDER = click.option(
     "--trust-folder", is_flag=True,
     help="Open the folder's files without the listing, sha256, size and stay-inside-the-"
          "folder checks (folders you built or vetted only; see README: Threat model).")
+_PACKED_CACHE = click.option(
+    "--packed-cache/--no-packed-cache", default=None,
+    help="Keep onnxruntime's packed weights on disk, so later loads map them instead of "
+         "packing again [default: on for folders exported for a board or phone].")
 
 
 @main.command(short_help="Run an exported folder on texts and print the results.")
@@ -171,8 +175,10 @@ _TRUST_FOLDER = click.option(
 @click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_TRUST_FOLDER
+@_PACKED_CACHE
 def run(folder: Path, texts: tuple[str, ...], top_k: int, context: str | None, device: str,
-        threads: int | None, as_json: bool, trust_folder: bool) -> None:
+        threads: int | None, as_json: bool, trust_folder: bool,
+        packed_cache: bool | None) -> None:
     """Run an exported FOLDER on TEXTS and print the results."""
     from edgelm.pipelines import (
         Pipeline,
@@ -182,7 +188,8 @@ def run(folder: Path, texts: tuple[str, ...], top_k: int, context: str | None, d
         TextGenerationPipeline,
     )
 
-    pipe = Pipeline(folder, device=device, threads=threads, trust_folder=trust_folder)
+    pipe = Pipeline(folder, device=device, threads=threads, trust_folder=trust_folder,
+                    packed_cache=packed_cache)
     if (context is not None) != isinstance(pipe, QuestionAnsweringPipeline):
         raise click.UsageError("--context goes with question-answering folders, and they "
                                f"need it; {folder} holds a {pipe.task.value} model")
@@ -226,6 +233,7 @@ def _generation_options(*, stream: bool) -> Callable[[Any], Any]:
         click.option("--json", "as_json", is_flag=True,
                      help="Print JSON (whole texts, so no streaming)."),
         _TRUST_FOLDER,
+        _PACKED_CACHE,
     ]
 
     def apply(f: Any) -> Any:
@@ -267,7 +275,7 @@ def _generation_pipeline(folder: Path, values: dict[str, Any], *, seq2seq: bool 
     if task not in kinds:
         raise ConfigError(f"{folder} holds a {task.value} model; use `edgelm run`")
     return kinds[task](folder, device=values["device"], threads=values["threads"],
-                       trust_folder=values["trust_folder"])
+                       trust_folder=values["trust_folder"], packed_cache=values["packed_cache"])
 
 
 @main.command(short_help="Continue a prompt with a text-generation folder.")
@@ -391,11 +399,12 @@ def info(folder: Path, as_json: bool, trust_folder: bool) -> None:
 @click.option("--ray-address", default=None,
               help="With --ray: the cluster to join [default: $RAY_ADDRESS or this machine's].")
 @_TRUST_FOLDER
+@_PACKED_CACHE
 @click.pass_context
 def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
           threads: int | None, max_batch: int, max_context: int | None, api_key: str | None,
           names: tuple[str, ...], on_ray: bool, replicas: int, ray_address: str | None,
-          trust_folder: bool) -> None:
+          trust_folder: bool, packed_cache: bool | None) -> None:
     """Serve FOLDERS: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify."""
     from edgelm.errors import MissingDependencyError
 
@@ -408,7 +417,7 @@ def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
         raise MissingDependencyError(e.name or "starlette", "serve") from e
     options = ServeOptions(host=host, port=port, threads=threads, max_batch=max_batch,
                            max_context=max_context, api_key=api_key, names=names,
-                           trust_folder=trust_folder)
+                           trust_folder=trust_folder, packed_cache=packed_cache)
     if not on_ray:
         if replicas != 1 or ray_address:
             raise ConfigError("--replicas and --ray-address need --ray")

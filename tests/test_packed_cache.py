@@ -178,3 +178,21 @@ def test_seq2seq_encoders_and_decoders_both_get_entries(exported, cache):
             texts, max_new_tokens=8) == plain
     assert len(entries(cache)) == 2
     assert np.all([e.is_dir() for e in entries(cache)])
+
+
+def test_the_cli_turns_it_on_and_off(exported, cache):
+    from click.testing import CliRunner
+
+    from edgelm.cli import main
+
+    def generate(folder: Path, *flags: str) -> str:
+        result = CliRunner().invoke(main, ["generate", str(folder), "Edge devices run",
+                                           "--max-new-tokens", "4", "--no-stream", *flags],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    plain = generate(exported("gpt2", "int8", target="rpi4"), "--no-packed-cache")
+    assert entries(cache) == []
+    assert generate(exported("gpt2", "int8"), "--packed-cache") == plain
+    assert len(entries(cache)) == 1

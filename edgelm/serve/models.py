@@ -59,7 +59,7 @@ def load_models(folders: Sequence[str | Path], options: ServeOptions, metrics: M
     models = {}
     for folder, name in zip(folders, model_names(folders, options.names)):
         pipe = Pipeline(folder, device="cpu", threads=options.threads,
-                        trust_folder=options.trust_folder)
+                        trust_folder=options.trust_folder, packed_cache=options.packed_cache)
         models[name] = _serve(name, pipe, options, metrics)
         log.info("serving %s as %r (%s)", folder, name, pipe.task.value)
     return models
