@@ -55,7 +55,8 @@ CACHES = (
         name="verified", env="EDGELM_CACHE", under_env="verified",
         default="~/.cache/edgelm/verified",
         holds="the sha256 of each model file already checked, per file identity, so a "
-              "folder is hashed once rather than at every load (64 bytes a file)",
+              "folder is hashed once rather than at every load (64 bytes a file), and the "
+              "largest id of each tokenizer.json content",
         filled_by="every load of an exported folder (edgelm.hash_memo)"),
     CacheFolder(
         name="packed", env="EDGELM_CACHE", under_env="packed", default="~/.cache/edgelm/packed",

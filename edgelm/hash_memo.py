@@ -10,6 +10,10 @@ Two guards: a file changed less than SETTLE_S ago is hashed but not remembered (
 times are coarse, a few milliseconds: a write in the same tick could keep the identity),
 and a memo folder that other users could write (not owned by this user, or group/world
 writable) is not used. EDGELM_HASH_MEMO=0 hashes every file at every load.
+
+The same folder keeps counts derived from a file's content, keyed by its checked sha256
+(`remembered_count`): the largest token id of a tokenizer.json takes 0.1 s to find for a
+151k-token vocabulary, at every load otherwise.
 """
 
 from __future__ import annotations
@@ -54,6 +58,24 @@ def remembered_sha256(fd: int, path: Path, compute: Callable[[], str]) -> str:
                                                                info.st_ctime_ns):
         _write(entry, digest)
     return digest
+
+
+def remembered_count(name: str, sha256: str, compute: Callable[[], int]) -> int:
+    """A count derived from the content whose checked sha256 is `sha256`: remembered, else
+    compute(). The caller must have checked the content against the digest."""
+    folder = private_cache("verified", off_variable="EDGELM_HASH_MEMO")
+    if folder is None or len(sha256) != 64 or not set(sha256) <= _HEX:
+        return compute()
+    entry = folder / f"{name}-{sha256}"
+    try:
+        text = entry.read_text(encoding="ascii").strip()
+        if text.isdigit() and len(text) <= 18:
+            return int(text)
+    except (OSError, UnicodeDecodeError):
+        pass
+    count = compute()
+    _write(entry, str(count))
+    return count
 
 
 def _write(entry: Path, digest: str) -> None:

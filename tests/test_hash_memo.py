@@ -42,9 +42,31 @@ def hashed(monkeypatch):
     return seen
 
 
-def memo_entries() -> list[str]:
+def memo_entries(prefix: str = "") -> list[str]:
+    """The memo's file digests (named by a file identity's sha256), or its entries named
+    `prefix`-<content sha256>."""
     folder = edgelm.caches.cache_path("verified")
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return [n for n in names if (n.startswith(prefix) if prefix else len(n) == 64)]
+
+
+def test_the_tokenizers_largest_id_is_found_once_per_content(folder, monkeypatch):
+    import edgelm.pipelines.base as base
+
+    found: list[int] = []
+    real = base.id_bound
+    monkeypatch.setattr(base, "id_bound", lambda t: found.append(real(t)) or found[-1])
+    first = edgelm.Pipeline(folder, threads=1)("I loved it")
+    [entry] = memo_entries("id-bound-")
+    digest = entry.removeprefix("id-bound-")
+    assert digest == edgelm.files.sha256_bytes((folder / "tokenizer.json").read_bytes())
+    assert edgelm.Pipeline(folder, threads=1)("I loved it") == first
+    assert len(found) == 1  # remembered by the tokenizer's checked sha256
+    # A planted count for that content is what the next load believes: the memo folder is
+    # private to this user, as for the digests.
+    (edgelm.caches.cache_path("verified") / entry).write_text("1000000000")
+    with pytest.raises(ModelFolderError, match="the tokenizer has ids up to 999999999"):
+        edgelm.Pipeline(folder, threads=1)
 
 
 def test_a_folder_is_hashed_once(folder, hashed):

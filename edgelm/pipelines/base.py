@@ -13,11 +13,19 @@ from tokenizers import Encoding, Tokenizer
 from edgelm.errors import ConfigError, ModelFolderError
 from edgelm.folder import ModelFolder
 from edgelm.graph_check import check_graph
+from edgelm.hash_memo import remembered_count
 from edgelm.limits import LIMITS
 from edgelm.manifest import Manifest, read_manifest
 from edgelm.onnx_wire import GraphFacts
 from edgelm.session import check_threads, create_session, resolve_device, running
-from edgelm.tokenizer import EncodedBatch, Text, TextTokenizer, id_bound, load_tokenizer
+from edgelm.tokenizer import (
+    TOKENIZER_FILE,
+    EncodedBatch,
+    Text,
+    TextTokenizer,
+    id_bound,
+    load_tokenizer,
+)
 from edgelm.types import Device, Precision, Task
 
 log = logging.getLogger(__name__)
@@ -115,8 +123,11 @@ class Pipeline:
 
     def _load_tokenizer(self) -> Tokenizer:
         """The folder's tokenizer, once the manifest is checked against it and the graph."""
-        tokenizer = load_tokenizer(self.files)
-        check_graph(self.manifest, self.session, self._facts, vocab=id_bound(tokenizer),
+        tokenizer = load_tokenizer(self.files)  # checked against its sha256 as it is read
+        digest = None if self.files.trusted else self.manifest.files.get(TOKENIZER_FILE)
+        vocab = (remembered_count("id-bound", digest, lambda: id_bound(tokenizer))
+                 if digest else id_bound(tokenizer))
+        check_graph(self.manifest, self.session, self._facts, vocab=vocab,
                     label=str(self.folder))
         return tokenizer
 
