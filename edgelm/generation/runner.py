@@ -31,20 +31,20 @@ class DecodeState:
     # The session's binding of the cache's buffers, made at the first call and kept while
     # they stay the same (a GPU cache swaps its buffers when it reorders rows): binding
     # the 2 x layers buffers anew took ~0.4 ms of SmolLM2's ~7.7 ms step.
-    binding: tuple[dict[str, ort.OrtValue], ort.IOBinding] | None = field(
-        default=None, repr=False)
+    _binding: tuple[dict[str, ort.OrtValue], ort.IOBinding] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def bound_to(self, session: ort.InferenceSession) -> ort.IOBinding:
         """An IOBinding of `session` with this state's cache bound as past and present."""
         values = self.cache.values
-        if self.binding is None or self.binding[0] is not values:
+        if self._binding is None or self._binding[0] is not values:
             io = session.io_binding()
             io.bind_output("logits")  # first: get_outputs() keeps the binding order
             for name, value in values.items():
                 io.bind_ortvalue_input(f"past_key_values.{name}", value)
                 io.bind_ortvalue_output(f"present.{name}", value)
-            self.binding = (values, io)
-        return self.binding[1]
+            self._binding = (values, io)
+        return self._binding[1]
 
     def select(self, rows: np.ndarray) -> DecodeState:
         """The state whose row i is this state's row rows[i] (beam expansion)."""
