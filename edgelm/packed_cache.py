@@ -10,7 +10,7 @@ the file.
 
 A packed layout belongs to one CPU's instruction sets and one onnxruntime build, and
 onnxruntime does not check it when it maps it. An entry is therefore keyed by the folder's
-verified sha256s, onnxruntime's version, the machine, the CPU's feature flags (Linux's
+verified sha256s, onnxruntime's version and build, the machine, the CPU's feature flags (Linux's
 /proc/cpuinfo; where they cannot be read the cache stays off) and the session settings that
 shape the graph. Entries are written whole (a private temporary folder, synced, renamed into
 place); one that fails to load is removed and the folder loaded as usual. The entries are
@@ -75,6 +75,14 @@ def cpu_flags() -> str | None:
     return None
 
 
+@functools.cache
+def _build() -> str:
+    """onnxruntime's package and build (a nightly or a package of another name can pack
+    differently under the same version)."""
+    info = getattr(ort, "get_build_info", lambda: "")()
+    return f"{ort.get_device()} {info}"
+
+
 @dataclass(frozen=True)
 class PackedEntry:
     """One folder's packed copy for this CPU and onnxruntime: `<cache>/<key>/`."""
@@ -99,7 +107,8 @@ def entry_for(identity: str, settings: Iterable[str]) -> PackedEntry | None:
     folder = private_cache("packed", off_variable="EDGELM_PACKED_CACHE")
     if flags is None or folder is None:
         return None
-    key = json.dumps([identity, ort.__version__, platform.machine(), flags, sorted(settings)])
+    key = json.dumps([identity, ort.__version__, _build(), platform.machine(), flags,
+                      sorted(settings)])
     return PackedEntry(folder / hashlib.sha256(key.encode()).hexdigest())
 
 
