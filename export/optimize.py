@@ -95,38 +95,41 @@ def to_int8(source: Path, target: Path, keep: tuple[KeepFloat, ...], layer_patte
             ) -> None:
     """Dynamic int8: per-channel signed weights, activations quantized per call."""
     model = onnx.load(str(source))
-    if own_embedding_norm_inputs(model):
+    excluded = float_nodes(model.graph, keep, layer_pattern)
+    if own_quantized_inputs(model, set(excluded)):
         source = source.with_name(f"{source.stem}-own{source.suffix}")
         onnx.save(model, str(source))
     quantize_dynamic(
         str(source), str(target),
         op_types_to_quantize=INT8_OP_TYPES,
-        nodes_to_exclude=float_nodes(model.graph, keep, layer_pattern),
+        nodes_to_exclude=excluded,
         per_channel=True,
         weight_type=QuantType.QInt8,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     )
 
 
-def own_embedding_norm_inputs(model: onnx.ModelProto) -> int:
-    """Give EmbedLayerNormalization its own copy of every initializer other nodes read
-    too; returns how many were copied.
+def own_quantized_inputs(model: onnx.ModelProto, excluded: set[str]) -> int:
+    """Give each node that int8 quantizes its own copy of every initializer that a node it
+    leaves in float reads too; returns how many were copied.
 
-    torch.onnx stores equal constants once, so where norms share values (untrained
-    ones: scale 1, shift 0) every LayerNormalization and bias Add reads the embedding
-    norm's tensors. Quantizing EmbedLayerNormalization quantizes its inputs in place:
-    those nodes would then read int8 copies, dequantized at every call (73
-    DequantizeLinear nodes in BERT-base), and lose precision.
+    quantize_dynamic quantizes a node's initializers in place, so a float node reading the
+    same tensor would read the int8 copy, dequantized at every call, and lose precision.
+    torch.onnx stores equal constants once: where norms share values (untrained ones:
+    scale 1, shift 0), every LayerNormalization and bias Add read EmbedLayerNormalization's
+    tensors (73 DequantizeLinear nodes in BERT-base).
     """
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
-    readers = Counter(name for node in graph.node for name in node.input)
+    quantized = [node for node in graph.node
+                 if node.op_type in INT8_OP_TYPES and node.name not in excluded]
+    chosen = {id(node) for node in quantized}
+    read_in_float = {name for node in graph.node if id(node) not in chosen
+                     for name in node.input}
     copied = 0
-    for node in graph.node:
-        if node.op_type != "EmbedLayerNormalization":
-            continue
+    for node in quantized:
         for slot, name in enumerate(node.input):
-            if name in initializers and readers[name] > 1:
+            if name in initializers and name in read_in_float:
                 own = onnx.TensorProto()
                 own.CopyFrom(initializers[name])
                 own.name = f"{name}/{node.name}"

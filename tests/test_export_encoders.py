@@ -181,7 +181,7 @@ def test_cpu_session_keeps_residual_layer_norms_unfused(precision, exported, tmp
     """onnxruntime's load-time fusion must not bring back its slow CPU SkipLayerNormalization
     or BiasGelu; no norm or bias reads int8 values dequantized per call (the fixtures'
     untrained norms all share one scale and shift, the embedding norm's, which int8
-    quantizes: export/optimize.own_embedding_norm_inputs)."""
+    quantizes: export/optimize.own_quantized_inputs)."""
     model = exported("bert-cls", precision) / "model.onnx"  # exported before the patch
     plain = ort.SessionOptions
 
