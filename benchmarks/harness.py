@@ -185,3 +185,12 @@ def write_results(path: Path, payload: dict[str, Any], markdown: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
     Path(f"{stem}.md").write_text(markdown)
+
+
+def edgelm_serve_command(models: dict[str, Path], *, port: int | str, threads: int,
+                         max_batch: int, max_context: int) -> list[str]:
+    """`edgelm serve` of `models` (name -> folder) in this Python, for the serve benchmarks."""
+    names = [part for name in models for part in ("--name", name)]
+    return [sys.executable, "-m", "edgelm", "serve", *map(str, models.values()), *names,
+            "--port", str(port), "--threads", str(threads), "--max-batch", str(max_batch),
+            "--max-context", str(max_context)]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from harness import hardware, machine_tag, write_results
+from harness import edgelm_serve_command, hardware, machine_tag, write_results
 
 from edgelm.manifest import read_manifest
 from edgelm.serve.run import free_port, spawned
@@ -154,12 +154,10 @@ def encoders(url: str, path: str, args: argparse.Namespace) -> dict:
 
 def servers(args: argparse.Namespace) -> list[Server]:
     t = str(args.threads)
-    folders = [str(args.generation)] + ([str(args.embeddings)] if args.embeddings else [])
-    names = ["--name", "gen"] + (["--name", "enc"] if args.embeddings else [])
-    found = [Server("edgelm", [sys.executable, "-m", "edgelm", "serve", *folders, *names,
-                               "--port", "{port}", "--threads", t,
-                               "--max-batch", str(max(args.max_batch, 32)),
-                               "--max-context", str(args.max_context)], "/health")]
+    models = {"gen": args.generation, **({"enc": args.embeddings} if args.embeddings else {})}
+    found = [Server("edgelm", edgelm_serve_command(
+        models, port="{port}", threads=args.threads, max_batch=max(args.max_batch, 32),
+        max_context=args.max_context), "/health")]
     if args.llama_cpp:
         found.append(Server("llama.cpp", [
             str(args.llama_python), "-m", "llama_cpp.server", "--model", str(args.llama_cpp),

@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from harness import hardware, machine_tag, write_results
+from harness import edgelm_serve_command, hardware, machine_tag, write_results
 
 from edgelm.serve.run import free_port, spawned
 
@@ -156,14 +156,11 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=1800, help="seconds in all")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    folders = [str(args.generation), str(args.embeddings)]
-    names = ["--name", "gen", "--name", "emb"]
-    if args.classifier:
-        folders.append(str(args.classifier))
-        names += ["--name", "cls"]
+    models = {"gen": args.generation, "emb": args.embeddings,
+              **({"cls": args.classifier} if args.classifier else {})}
     port = free_port()
-    command = [sys.executable, "-m", "edgelm", "serve", *folders, *names, "--port", str(port),
-               "--threads", str(args.threads), "--max-batch", "8", "--max-context", "512"]
+    command = edgelm_serve_command(models, port=port, threads=args.threads, max_batch=8,
+                                   max_context=512)
     with spawned(command, port, start_timeout=300) as url:
         result = asyncio.run(soak(url, args, bool(args.classifier)))
     info = hardware()
