@@ -36,6 +36,10 @@ from harness import Engine, hardware, machine_tag, run_interleaved, versus_lines
 
 HERE = Path(__file__).resolve().parent
 PAIRS = [("edgelm int4", "llama.cpp Q4_0"), ("edgelm int8", "llama.cpp Q8_0")]
+PACKED_PAIRS = [("edgelm int4 packed cache", "llama.cpp Q4_0"),
+                ("edgelm int8 packed cache", "llama.cpp Q8_0"),
+                ("edgelm int4 packed cache", "edgelm int4"),
+                ("edgelm int8 packed cache", "edgelm int8")]
 
 
 def main() -> None:
@@ -51,6 +55,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2)
+    parser.add_argument("--packed-cache", action="store_true",
+                        help="also edgelm loading through its packed-weights cache (written "
+                             "at the workers' start, before any burst)")
     parser.add_argument("--batch", type=int, default=8,
                         help="then this many equal rows decoded together, at the first "
                              "prompt length, in bursts of their own (1: not)")
@@ -59,7 +66,9 @@ def main() -> None:
     info = hardware()
     lines = [f"# {args.model}, edgelm vs llama.cpp ({info['cpu']}, {args.threads} threads)", "",
              f"Batch 1, greedy, {args.new} new tokens; {args.bursts} bursts of {args.calls} "
-             "calls per engine, taking turns; tokens/s over the whole call (prompt included).",
+             "calls per engine, taking turns; tokens/s over the whole call (prompt included)."
+             + (" \"packed cache\": edgelm loading through its packed-weights cache."
+                if args.packed_cache else ""),
              ""]
     payload: dict = {"hardware": info, "args": {k: str(v) for k, v in vars(args).items()},
                      "prompts": {}}
@@ -80,6 +89,11 @@ def main() -> None:
             Engine(name="llama.cpp Q8_0", command=[str(args.llama_python), worker, "llama",
                                                    str(args.q8), *common]),
         ]
+        if args.packed_cache:
+            engines += [Engine(name=f"edgelm {bits} packed cache",
+                               command=[sys.executable, worker, "edgelm-packed", str(folder),
+                                        *common])
+                        for bits, folder in (("int4", args.int4), ("int8", args.int8))]
         results = run_interleaved(engines, bursts=args.bursts, calls=args.calls)
         title = f"{prompt}-token prompt" + (f", batch {rows}" if rows > 1 else "")
         lines += [f"## {title}", "",
@@ -88,7 +102,8 @@ def main() -> None:
         for name, r in results.items():
             lines.append(f"| {name} | {rows * args.new / (r.ms / 1e3):.1f} | "
                          f"{r.final['ttft_ms']:.1f} ms | {r.final['peak_rss_mb']:.0f} |")
-        ratio_lines, ratios = versus_lines(results, PAIRS)
+        ratio_lines, ratios = versus_lines(results, PAIRS + (PACKED_PAIRS if args.packed_cache
+                                                             else []))
         lines += ratio_lines + [""]
         section = {"ratios": ratios, "rows": rows,
                    "engines": {n: {"median_ms": r.ms, "final": r.final, "bursts": r.bursts}

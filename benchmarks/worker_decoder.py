@@ -18,6 +18,7 @@ greedy generations (their ms, one JSON list per request), then prints that line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -55,11 +56,11 @@ def torch_engine(path: str, threads: int, device: str):
     return generate, int(model.config.vocab_size)
 
 
-def edgelm_engine(path: str, threads: int, device: str):
+def edgelm_engine(path: str, threads: int, device: str, packed_cache: bool = False):
     import edgelm
     from edgelm.generation.search import sample_or_greedy
 
-    pipe = edgelm.Pipeline(path, threads=threads, device=device)
+    pipe = edgelm.Pipeline(path, threads=threads, device=device, packed_cache=packed_cache)
 
     def generate(rows: list[list[int]], new: int, beams: int = 1, first_only: bool = False
                  ) -> None:
@@ -225,7 +226,8 @@ def measure(generate, ids: list[list[int]], new: int, runs: int, beams: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("engine", choices=["torch", "edgelm", "ct2", "genai", "llama"])
+    parser.add_argument("engine",
+                        choices=["torch", "edgelm", "edgelm-packed", "ct2", "genai", "llama"])
     parser.add_argument("path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt", type=int, default=16)
@@ -241,8 +243,9 @@ def main() -> None:
                         help="greedy bursts on request (harness), the rest at the end")
     args = parser.parse_args()
     start = time.perf_counter()
-    engines = {"torch": torch_engine, "edgelm": edgelm_engine, "ct2": ct2_engine,
-               "genai": genai_engine, "llama": llama_engine}
+    engines = {"torch": torch_engine, "edgelm": edgelm_engine,
+               "edgelm-packed": functools.partial(edgelm_engine, packed_cache=True),
+               "ct2": ct2_engine, "genai": genai_engine, "llama": llama_engine}
     generate, vocab = engines[args.engine](args.path, args.threads, args.device)
     load_s = time.perf_counter() - start
     ids = [prompt_ids(args.prompt, vocab)] * args.rows

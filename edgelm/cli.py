@@ -399,12 +399,14 @@ def info(folder: Path, as_json: bool, trust_folder: bool) -> None:
 @click.option("--ray-address", default=None,
               help="With --ray: the cluster to join [default: $RAY_ADDRESS or this machine's].")
 @_TRUST_FOLDER
-@_PACKED_CACHE
+@click.option("--packed-cache/--no-packed-cache", default=True, show_default=True,
+              help="Keep onnxruntime's packed weights on disk: restarts map them instead of "
+                   "packing again, and decoding reads them as file pages (README: Edge).")
 @click.pass_context
 def serve(ctx: click.Context, folders: tuple[Path, ...], host: str, port: int,
           threads: int | None, max_batch: int, max_context: int | None, api_key: str | None,
           names: tuple[str, ...], on_ray: bool, replicas: int, ray_address: str | None,
-          trust_folder: bool, packed_cache: bool | None) -> None:
+          trust_folder: bool, packed_cache: bool) -> None:
     """Serve FOLDERS: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/classify."""
     from edgelm.errors import MissingDependencyError
 

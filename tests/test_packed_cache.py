@@ -196,3 +196,17 @@ def test_the_cli_turns_it_on_and_off(exported, cache):
     assert entries(cache) == []
     assert generate(exported("gpt2", "int8"), "--packed-cache") == plain
     assert len(entries(cache)) == 1
+
+
+def test_serve_keeps_packed_weights_unless_told_not_to(exported, cache):
+    """Servers are long-lived: edgelm serve loads through the cache by default."""
+    pytest.importorskip("starlette")
+    from edgelm.serve.metrics import Metrics
+    from edgelm.serve.models import load_models
+    from edgelm.serve.options import ServeOptions
+
+    folder = exported("gpt2", "int8")
+    load_models([folder], ServeOptions(packed_cache=False), Metrics())
+    assert entries(cache) == []
+    load_models([folder], ServeOptions(), Metrics())
+    assert len(entries(cache)) == 1

@@ -25,7 +25,7 @@ class ServeOptions:
     api_key: str | None = None
     names: tuple[str, ...] = field(default_factory=tuple)
     trust_folder: bool = False  # relax the folders' file checks (edgelm.folder)
-    packed_cache: bool | None = None  # None: on for board and phone exports (packed_cache)
+    packed_cache: bool | None = True  # onnxruntime's packed weights kept on disk (packed_cache)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
