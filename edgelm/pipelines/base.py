@@ -52,6 +52,9 @@ class Pipeline:
     sha256, stay inside it and under their size caps, and the manifest must match the
     graph (edgelm/folder.py, edgelm/graph_check.py). `trust_folder=True` relaxes the
     file checks only (listing, sha256, size caps, confinement) and logs a warning.
+    `packed_cache=True` keeps onnxruntime's packed weights on disk so that later loads
+    map them (edgelm/packed_cache.py); None, the default, turns it on for folders
+    exported for a board or phone.
     """
 
     task: ClassVar[Task]
