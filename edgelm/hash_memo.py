@@ -32,6 +32,11 @@ SETTLE_S = 2.0
 _HEX = frozenset("0123456789abcdef")
 
 
+def _folder() -> Path | None:
+    """The memo folder; None when EDGELM_HASH_MEMO=0 or it is not private (edgelm.caches)."""
+    return private_cache("verified", off_variable="EDGELM_HASH_MEMO")
+
+
 def _key(path: Path, info: os.stat_result) -> str:
     identity = (f"{os.path.realpath(path)}\0{info.st_dev}\0{info.st_ino}\0{info.st_size}\0"
                 f"{info.st_mtime_ns}\0{info.st_ctime_ns}")
@@ -40,7 +45,7 @@ def _key(path: Path, info: os.stat_result) -> str:
 
 def remembered_sha256(fd: int, path: Path, compute: Callable[[], str]) -> str:
     """The sha256 of the open regular file `fd` (at `path`): remembered, else compute()."""
-    folder = private_cache("verified", off_variable="EDGELM_HASH_MEMO")
+    folder = _folder()
     if folder is None:
         return compute()
     info = os.fstat(fd)
@@ -63,7 +68,7 @@ def remembered_sha256(fd: int, path: Path, compute: Callable[[], str]) -> str:
 def remembered_count(name: str, sha256: str, compute: Callable[[], int]) -> int:
     """A count derived from the content whose checked sha256 is `sha256`: remembered, else
     compute(). The caller must have checked the content against the digest."""
-    folder = private_cache("verified", off_variable="EDGELM_HASH_MEMO")
+    folder = _folder()
     if folder is None or len(sha256) != 64 or not set(sha256) <= _HEX:
         return compute()
     entry = folder / f"{name}-{sha256}"

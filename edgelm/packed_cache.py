@@ -12,9 +12,9 @@ A packed layout belongs to one CPU's instruction sets and one onnxruntime build,
 onnxruntime does not check it when it maps it. An entry is therefore keyed by the folder's
 verified sha256s, onnxruntime's version and build, the machine, the CPU's feature flags (Linux's
 /proc/cpuinfo; where they cannot be read the cache stays off) and the session settings that
-shape the graph. Entries are written whole (a private temporary folder, synced, renamed into
-place); one that fails to load is removed and the folder loaded as usual. The entries are
-trusted as the hash memo is: a folder only this user can write.
+shape the graph. Entries are written whole (a staging folder, synced, renamed into place:
+edgelm.staging); one that fails to load is removed and the folder loaded as usual. The
+entries are trusted as the hash memo is: a folder only this user can write.
 
 Cost: the first load takes longer and writes the graph's weights twice (the originals and
 their packed copy: 2.4x the model for GPT-2 124M int8). EDGELM_PACKED_CACHE=0 turns it off.
@@ -22,7 +22,6 @@ their packed copy: 2.4x the model for GPT-2 124M int8). EDGELM_PACKED_CACHE=0 tu
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -30,8 +29,6 @@ import logging
 import os
 import platform
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -39,6 +36,7 @@ from typing import Callable, Iterable
 import onnxruntime as ort
 
 from edgelm.caches import private_cache
+from edgelm.staging import staging_folder, sweep_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +48,6 @@ SAVE_CONFIG = {
     "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
     "session.save_external_prepacked_constant_initializers": "1",
 }
-# A staging folder older than this was left by a process that died while writing.
-STALE_S = 3600
 # Free space a write needs, as a multiple of the model's files (originals + packed copy,
 # with room to spare for the disk's other users).
 FREE_SPACE_FACTOR = 4
@@ -94,7 +90,7 @@ class PackedEntry:
         return self.path / MODEL
 
     def ready(self) -> bool:
-        return (self.path / MODEL).is_file() and (self.path / DATA).is_file()
+        return self.model.is_file() and (self.path / DATA).is_file()
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -123,12 +119,12 @@ def open_packed(entry: PackedEntry, graph: Path, model_bytes: int,
             log.warning("the packed copy %s does not load (%s); removing it", entry.path, e)
             entry.remove()
             return None
-    _remove_stale(entry.path.parent)
     try:
+        sweep_abandoned(entry.path)  # staging folders of writers that died
         if shutil.disk_usage(entry.path.parent).free < FREE_SPACE_FACTOR * model_bytes:
             log.info("not writing a packed copy of %s: too little free disk", graph)
             return None
-        staging = Path(tempfile.mkdtemp(dir=entry.path.parent, prefix=".tmp-"))
+        staging = staging_folder(entry.path)
     except OSError:
         return None
     try:
@@ -147,11 +143,3 @@ def open_packed(entry: PackedEntry, graph: Path, model_bytes: int,
         shutil.rmtree(staging, ignore_errors=True)
     return session
 
-
-def _remove_stale(folder: Path) -> None:
-    """Remove the staging folders of writes that died (killed, out of memory) long ago."""
-    now = time.time()
-    for staging in folder.glob(".tmp-*"):
-        with contextlib.suppress(OSError):
-            if now - staging.stat().st_mtime > STALE_S:
-                shutil.rmtree(staging, ignore_errors=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from edgelm.errors import ConfigError, ExportError
+from edgelm.staging import staging_folder, sweep_abandoned
 
 
 def check_target(target: Path, *, force: bool) -> None:
@@ -33,8 +34,7 @@ def atomic_folder(target: Path, *, force: bool) -> Iterator[Path]:
     """
     check_target(target, force=force)
     sweep_abandoned(target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-",
-                                    dir=target.parent))
+    staging = staging_folder(target)
     try:
         yield staging
         os.chmod(staging, umask_mode(0o777))  # mkdtemp made it private (0o700)
@@ -58,24 +58,6 @@ def umask_mode(base: int) -> int:
     mask = os.umask(0)
     os.umask(mask)
     return base & ~mask
-
-
-def sweep_abandoned(target: Path) -> None:
-    """Remove staging folders of target left by exports that were killed (their pid is gone)."""
-    for stale in target.parent.glob(f".{target.name}.partial-*"):
-        pid = stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
-        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        pass
-    return True
 
 
 def _replace(staging: Path, target: Path) -> None:
