@@ -62,7 +62,8 @@ CACHES = (
         name="packed", env="EDGELM_CACHE", under_env="packed", default="~/.cache/edgelm/packed",
         holds="onnxruntime's optimized graphs with their weights packed for this CPU, per "
               "folder, onnxruntime version and CPU, so a load maps the packed weights instead "
-              "of packing them again (about 2.4x the model files)",
+              "of packing them again (about 2.4x the model files); at most $EDGELM_PACKED_CACHE_GB "
+              "gigabytes (8), the entries loaded least recently removed first",
         filled_by="loads with packed_cache=True, and by default loads of folders exported "
                   "for a board or phone (--target arm64|rpi4|rpi5|mobile) (edgelm.packed_cache)"),
     CacheFolder(

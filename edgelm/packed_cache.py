@@ -17,7 +17,10 @@ edgelm.staging); one that fails to load is removed and the folder loaded as usua
 entries are trusted as the hash memo is: a folder only this user can write.
 
 Cost: the first load takes longer and writes the graph's weights twice (the originals and
-their packed copy: 2.4x the model for GPT-2 124M int8). EDGELM_PACKED_CACHE=0 turns it off.
+their packed copy: 2.4x the model for GPT-2 124M int8). The cache holds at most
+EDGELM_PACKED_CACHE_GB gigabytes (8 by default): before an entry is written, the entries
+loaded least recently are removed to make room, and a model whose entry could not fit is
+not cached. EDGELM_PACKED_CACHE=0 turns it off.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ from typing import Callable, Iterable
 import onnxruntime as ort
 
 from edgelm.caches import private_cache
+from edgelm.errors import ConfigError
 from edgelm.staging import staging_folder, sweep_abandoned
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,11 @@ SAVE_CONFIG = {
 # Free space a write needs, as a multiple of the model's files (originals + packed copy,
 # with room to spare for the disk's other users).
 FREE_SPACE_FACTOR = 4
+# An entry's size as a multiple of the model's files: 2.1-2.4x measured (GPT-2 int8 to a
+# 1.5B int8), rounded up, so that making room before a write leaves room after it.
+ENTRY_FACTOR = 2.5
+BUDGET_VARIABLE, DEFAULT_BUDGET_GB = "EDGELM_PACKED_CACHE_GB", 8.0
+ENTRY_NAME = re.compile(r"[0-9a-f]{64}")  # a key's sha256; staging folders start with "."
 
 # Opens `graph` as a session; with a path as second argument the session also writes its
 # optimized graph there (with SAVE_CONFIG).
@@ -95,6 +105,52 @@ class PackedEntry:
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
+    def size(self) -> int:
+        try:
+            return sum(p.stat().st_size for p in self.path.iterdir())
+        except OSError:  # removed meanwhile
+            return 0
+
+    def mark_used(self) -> None:
+        """The entry's last use is its folder's mtime: what room-making removes last."""
+        try:
+            os.utime(self.path)
+        except OSError:
+            pass
+
+
+def budget_bytes() -> int:
+    """The most the packed cache may hold: EDGELM_PACKED_CACHE_GB gigabytes, 8 unset."""
+    raw = os.environ.get(BUDGET_VARIABLE, "")
+    try:
+        gigabytes = float(raw) if raw.strip() else DEFAULT_BUDGET_GB
+    except ValueError:
+        gigabytes = -1.0
+    if not gigabytes >= 0:  # also NaN
+        raise ConfigError(f"{BUDGET_VARIABLE}={raw!r} must be a number of gigabytes >= 0")
+    return int(gigabytes * 1e9)
+
+
+def make_room(new: PackedEntry, needed: int) -> bool:
+    """Remove the entries beside `new` loaded least recently until `needed` more bytes fit
+    within the budget; False, removing nothing, when they could not fit even alone."""
+    budget = budget_bytes()
+    if needed > budget:
+        return False
+    others = []
+    for path in new.path.parent.iterdir():
+        if path != new.path and ENTRY_NAME.fullmatch(path.name) and path.is_dir() \
+                and not path.is_symlink():
+            entry = PackedEntry(path)
+            others.append((path.stat().st_mtime, entry.size(), entry))
+    used = sum(size for _, size, _ in others)
+    for _, size, entry in sorted(others, key=lambda o: o[0]):
+        if used + needed <= budget:
+            break
+        entry.remove()  # a process that maps it keeps its pages until it exits
+        used -= size
+    return True
+
 
 def entry_for(identity: str, settings: Iterable[str]) -> PackedEntry | None:
     """The entry for a folder whose verified files hash to `identity`, loaded with `settings`;
@@ -103,6 +159,7 @@ def entry_for(identity: str, settings: Iterable[str]) -> PackedEntry | None:
     folder = private_cache("packed", off_variable="EDGELM_PACKED_CACHE")
     if flags is None or folder is None:
         return None
+    budget_bytes()  # a mistyped EDGELM_PACKED_CACHE_GB fails every load, not only writes
     key = json.dumps([identity, ort.__version__, _build(), platform.machine(), flags,
                       sorted(settings)])
     return PackedEntry(folder / hashlib.sha256(key.encode()).hexdigest())
@@ -114,13 +171,19 @@ def open_packed(entry: PackedEntry, graph: Path, model_bytes: int,
     works (the caller then loads `graph` as usual)."""
     if entry.ready():
         try:
-            return open_session(entry.model, None)
+            session = open_session(entry.model, None)
+            entry.mark_used()
+            return session
         except Exception as e:  # a damaged entry: drop it, the next load writes it again
             log.warning("the packed copy %s does not load (%s); removing it", entry.path, e)
             entry.remove()
             return None
     try:
         sweep_abandoned(entry.path)  # staging folders of writers that died
+        if not make_room(entry, int(ENTRY_FACTOR * model_bytes)):
+            log.info("not writing a packed copy of %s: larger than %s allows", graph,
+                     BUDGET_VARIABLE)
+            return None
         if shutil.disk_usage(entry.path.parent).free < FREE_SPACE_FACTOR * model_bytes:
             log.info("not writing a packed copy of %s: too little free disk", graph)
             return None

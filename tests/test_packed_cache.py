@@ -153,6 +153,49 @@ def test_too_little_free_disk_writes_nothing(exported, cache, monkeypatch):
     assert entries(cache) == []
 
 
+def test_the_entries_loaded_least_recently_make_room_first(cache, monkeypatch):
+    cache.mkdir(parents=True)
+
+    def entry(letter: str, size: int, last_used: int) -> Path:
+        path = cache / (letter * 64)
+        path.mkdir()
+        (path / packed_cache.DATA).write_bytes(b"w" * size)
+        os.utime(path, (last_used, last_used))
+        return path
+
+    old, middle, recent = entry("a", 400, 1000), entry("b", 400, 2000), entry("c", 400, 3000)
+    note, staging = cache / "notes.txt", cache / f".{'d' * 64}.partial-{os.getpid()}-x"
+    note.write_text("not an entry")
+    staging.mkdir()
+    monkeypatch.setenv("EDGELM_PACKED_CACHE_GB", "1.5e-6")  # 1,500 bytes
+    new = packed_cache.PackedEntry(cache / ("d" * 64))
+    assert packed_cache.make_room(new, 600)  # 1,200 + 600 held: the oldest goes
+    assert [old.exists(), middle.exists(), recent.exists()] == [False, True, True]
+    assert not packed_cache.make_room(new, 2000)  # could never fit: nothing removed
+    assert middle.exists() and recent.exists()
+    assert packed_cache.make_room(new, 1400)  # needs the other two's room
+    assert not middle.exists() and not recent.exists()
+    assert note.exists() and staging.exists()
+
+
+def test_a_load_marks_its_entry_used_and_the_budget_bounds_what_is_written(exported, cache,
+                                                                           monkeypatch):
+    folder = exported("gpt2", "int8")
+    plain = greedy(folder, packed_cache=False)
+    greedy(folder, packed_cache=True)
+    [entry] = entries(cache)
+    os.utime(entry, (1, 1))  # as if last loaded in 1970
+    assert greedy(folder, packed_cache=True) == plain
+    assert entry.stat().st_mtime > 1
+    shutil.rmtree(entry)
+    monkeypatch.setenv("EDGELM_PACKED_CACHE_GB", "0")  # no entry fits
+    assert greedy(folder, packed_cache=True) == plain
+    assert entries(cache) == []
+    monkeypatch.setenv("EDGELM_PACKED_CACHE_GB", "lots")
+    with pytest.raises(edgelm.errors.ConfigError, match="EDGELM_PACKED_CACHE_GB='lots' must be"):
+        edgelm.Pipeline(folder, packed_cache=True)
+
+
 def test_trusted_folders_are_not_cached(exported, cache, tmp_path):
     """trust_folder skips the sha256 checks, so the manifest cannot name the files' content."""
     copy = tmp_path / "copy"
