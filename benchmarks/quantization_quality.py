@@ -22,7 +22,8 @@ from harness import hardware, write_results  # noqa: E402
 
 from edgelm.caches import cache_path  # noqa: E402
 
-DEFAULT = ["int4:32", "int4:32:4", "int4:128", "int4:128:4", "int8:32", "int8:32:4"]
+DEFAULT = ["int4:32", "int4:32:4", "int4:128", "int4:128:4", "int8:32", "int8:32:4", "int8:128",
+           "int8:256"]
 
 
 def nll(logits: np.ndarray, ids: list[int]) -> float:

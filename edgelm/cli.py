@@ -66,8 +66,9 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="int8: leave these node groups in float, comma-separated: "
                    "first-layer, attention (the most accuracy-sensitive; slower).")
 @click.option("--block-size", type=int, default=32, show_default=True,
-              help="int4/int8 decoders: weights per quantization block (128: faster, "
-                   "less accurate; see the README).")
+              help="int4/int8 decoders: weights per quantization block, at most: a "
+                   "matrix whose rows it does not divide gets the largest power of two "
+                   "below it that does (larger: faster, less accurate; see the README).")
 @click.option("--table-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
               help="int4/int8 decoders: bits of a tied embedding table (4: half its size "
                    "and read per token, less accurate).")

@@ -34,6 +34,17 @@ def check_block_size(block_size: object) -> None:
         raise ConfigError(f"block_size={block_size!r} must be a power of two >= 16")
 
 
+def block_for(block_size: int, k: int) -> int:
+    """The block of a weight whose rows hold `k` values: `block_size`, or where that does
+    not divide the rows the largest power of two below it that does (at least 16; failing
+    that `block_size`, the last block padded). A padded block costs what a full one does:
+    blocks of 128 on SmolLM2's 576-wide rows would read and multiply 640."""
+    block = block_size
+    while block > 16 and k % block:
+        block //= 2
+    return block if k % block == 0 else block_size
+
+
 class LinearWriter:
     """Float: MatMul on the transposed weight; bias as a separate Add.
 
@@ -89,21 +100,21 @@ class NBitsWriter(LinearWriter):
         from onnxruntime.capi import _pybind_state as ort_c
 
         n, k = w.shape
-        blocks = -(-k // self.block_size)
+        block = block_for(self.block_size, k)
+        blocks = -(-k // block)
         per_byte = 8 // bits
-        packed = np.zeros((n, blocks, self.block_size // per_byte), dtype=np.uint8)
+        packed = np.zeros((n, blocks, block // per_byte), dtype=np.uint8)
         scales = np.zeros((n * blocks,), dtype=np.float32)
         zero_points = np.zeros((n * -(-blocks // per_byte),), dtype=np.uint8)
         quantize = getattr(ort_c, f"quantize_matmul_{bits}bits")
-        quantize(packed, np.ascontiguousarray(w.T), scales, zero_points, self.block_size, n, k,
-                 False)
+        quantize(packed, np.ascontiguousarray(w.T), scales, zero_points, block, n, k, False)
         return packed, scales, zero_points
 
     def _node(self, g: Graph, x: str, names: list[str], n: int, k: int, bits: int,
               bias: str = "", name: str = "") -> str:
         inputs = [x, *names] + (["", bias] if bias else [])
         return g.one("MatMulNBits", inputs, domain="com.microsoft", name=name, K=k, N=n,
-                     bits=bits, block_size=self.block_size, accuracy_level=self.accuracy_level)
+                     bits=bits, block_size=block_for(self.block_size, k), accuracy_level=self.accuracy_level)
 
     def matmul(self, g: Graph, x: str, w: np.ndarray, *, bias: np.ndarray | None = None,
                name: str) -> str:
@@ -128,9 +139,10 @@ class NBitsWriter(LinearWriter):
         """Rows of the projection's packed weight, dequantized: the table as a 2-D
         [vocab, packed bytes] (4-bit: two values a byte, zero points packed alike)."""
         data, scales, zero_points, (vocab, hidden) = self._parts(table)
-        blocks = -(-hidden // self.block_size)
+        block = block_for(self.block_size, hidden)
+        blocks = -(-hidden // block)
         per_byte = 8 // self.table_bits
-        width = blocks * self.block_size  # the last block is padded
+        width = blocks * block  # the last block is padded
 
         def rows_of(name: str, columns: int) -> str:
             shape = g.constant(f"{name}.rows", np.array([vocab, columns], np.int64))
@@ -140,7 +152,7 @@ class NBitsWriter(LinearWriter):
             rows_of(data, width // per_byte), ids, rows_of(scales, blocks),
             rows_of(zero_points, -(-blocks // per_byte)),
         ], domain="com.microsoft", gather_axis=0, quantize_axis=1,
-            block_size=self.block_size, bits=self.table_bits,
+            block_size=block, bits=self.table_bits,
             name="embed" if width == hidden else "embed.lookup")
         if width == hidden:
             return lookup
