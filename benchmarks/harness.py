@@ -167,8 +167,12 @@ def serve(call: Callable[[], Any], finish: Callable[[], dict[str, Any]],
 
 
 def machine_tag(info: dict[str, Any]) -> str:
-    """'amd-avx2', 'intel-amx', ...: int8 results differ by the CPU's best int8 path, so
-    results files that depend on it carry this in their name."""
+    """'amd-avx2', 'intel-amx', 'amd-zen5', ...: int8 results differ by the CPU's best int8
+    path, so results files that depend on it carry this in their name. AMD's Zen 5 has a
+    tag of its own: its flags nearly match Zen 4's ('amd-vnni') but its AVX-512 units are
+    twice as wide."""
+    if "Zen 5" in info["cpu"]:
+        return "amd-zen5"
     vendor = "amd" if "AMD" in info["cpu"] else "intel" if "Intel" in info["cpu"] else "cpu"
     simd = set(info["simd"])
     level = next((name for flag, name in (("amx_int8", "amx"), ("avx512_vnni", "vnni"),

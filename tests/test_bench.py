@@ -245,3 +245,19 @@ def test_bench_checks_output_folders_before_measuring(checkpoints, tmp_path):
     result = CliRunner().invoke(main, ["bench", str(checkpoints["bert-cls"]), "--json",
                                        str(tmp_path / "missing" / "b.json")])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+@pytest.mark.parametrize(("family", "flags", "core"), [
+    (26, {"avx512f", "avx512_vnni", "avx_vnni"}, "Zen 5"),
+    (25, {"avx512f", "avx512_vnni"}, "Zen 4"),
+    (25, {"avx2", "fma"}, "Zen 3"),
+    (23, {"avx2", "rdpid"}, "Zen 2"),
+    (6, {"avx2"}, None),  # an Intel family number
+    (None, {"avx2"}, None),
+])
+def test_an_amd_cpu_is_named_with_its_core_generation(family, flags, core):
+    """Virtual machines often call the CPU only "AMD EPYC"; results name Zen 4 and Zen 5
+    apart, because their AVX-512 int8 speeds differ though their flags nearly match."""
+    from edgelm.bench.system import amd_core
+
+    assert amd_core(family, flags) == core

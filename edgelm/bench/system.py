@@ -53,9 +53,22 @@ def gpu() -> str | None:
     return lines[0] if lines else None
 
 
+def amd_core(family: int | None, flags: set[str]) -> str | None:
+    """AMD's core generation from the CPU family (virtual machines often name the CPU only
+    "AMD EPYC"): Zen 4's AVX-512 runs on 256-bit units, Zen 5's on full-width ones, so
+    their int8 figures differ though their flags nearly match."""
+    if family == 26:
+        return "Zen 5"
+    if family == 25:
+        return "Zen 4" if "avx512f" in flags else "Zen 3"
+    if family == 23:
+        return "Zen 2" if "rdpid" in flags else "Zen"
+    return None
+
+
 def hardware() -> dict[str, Any]:
-    """CPU model, SIMD flags, cores, GPU and package versions."""
-    cpu, flags = platform.processor() or "unknown", set[str]()
+    """CPU model (with AMD's core generation), SIMD flags, cores, GPU and package versions."""
+    cpu, flags, family = platform.processor() or "unknown", set[str](), None
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text(errors="replace").splitlines():
@@ -65,6 +78,11 @@ def hardware() -> dict[str, Any]:
                 cpu = value.strip()
             if key in ("flags", "Features") and not flags:
                 flags = set(value.split())
+            if key == "cpu family" and family is None and value.strip().isdigit():
+                family = int(value)
+    core = amd_core(family, flags) if "AMD" in cpu else None
+    if core and core not in cpu:
+        cpu = f"{cpu} ({core})"
     versions: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
