@@ -114,7 +114,8 @@ class NBitsWriter(LinearWriter):
               bias: str = "", name: str = "") -> str:
         inputs = [x, *names] + (["", bias] if bias else [])
         return g.one("MatMulNBits", inputs, domain="com.microsoft", name=name, K=k, N=n,
-                     bits=bits, block_size=block_for(self.block_size, k), accuracy_level=self.accuracy_level)
+                     bits=bits, block_size=block_for(self.block_size, k),
+                     accuracy_level=self.accuracy_level)
 
     def matmul(self, g: Graph, x: str, w: np.ndarray, *, bias: np.ndarray | None = None,
                name: str) -> str:
