@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))
 
 from harness import hardware, write_results  # noqa: E402
 
-from edgelm.caches import cache_path  # noqa: E402
+from edgelm.bench.exports import cached_export  # noqa: E402
 
 DEFAULT = ["int4:32", "int4:32:4", "int4:128", "int4:128:4", "int8:32", "int8:32:4", "int8:128",
            "int8:256"]
@@ -39,7 +39,6 @@ def main() -> None:
 
     import edgelm
     from edgelm.bench.data import SAMPLE_PARAGRAPH
-    from edgelm.export import ExportOptions, export_model
     from edgelm.export.zoo import smollm2_dir, vader_movie_snippets
 
     specs = sys.argv[1:] or DEFAULT
@@ -54,10 +53,9 @@ def main() -> None:
     for spec in specs:
         precision, block, *table = spec.split(":")
         bits = int(table[0]) if table else 8
-        out = cache_path("benchmarks") / f"smollm2-quality-{precision}-b{block}-t{bits}"
-        if not (out / "edgelm.json").is_file():
-            export_model(source, out, ExportOptions(precision=precision, block_size=int(block),
-                                                    table_bits=bits, force=True))
+        # made once per checkpoint, options and exporter code (a change to the exporter
+        # makes a new export, where a folder named only by the options would go stale)
+        out = cached_export(source, precision, block_size=int(block), table_bits=bits)
         pipe = edgelm.Pipeline(out, threads=2)
         logits = pipe.runner.prefill([ids], len(ids), every_position=True)[0][0]
         rows.append({

@@ -126,7 +126,7 @@ def budget_bytes() -> int:
         gigabytes = float(raw) if raw.strip() else DEFAULT_BUDGET_GB
     except ValueError:
         gigabytes = -1.0
-    if not gigabytes >= 0:  # also NaN
+    if not 0 <= gigabytes < float("inf"):  # also NaN
         raise ConfigError(f"{BUDGET_VARIABLE}={raw!r} must be a number of gigabytes >= 0")
     return int(gigabytes * 1e9)
 
